@@ -1,0 +1,220 @@
+"""WordPiece tokenizers: train with the ``tokenizers`` library, save one ``tokenizer.json``, load it or a BERT
+``vocab.txt``.
+
+lit_lm's own tokenizers put the special tokens at fixed ids::
+
+    [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 [DELIM]=5 [EXTRACT]=6
+
+A BERT ``vocab.txt`` keeps its own ids (``[PAD]=0 [UNK]=100 [CLS]=101 ...``) so that an imported checkpoint's
+embedding rows still match; it has no ``[DELIM]``/``[EXTRACT]``, so use the encoder (``[CLS] A [SEP] B [SEP]``)
+format with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from lit_lm.data.errors import DataError
+
+PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT)
+CONTINUATION_PREFIX = "##"
+
+
+def _post_processor(cls_id: int, sep_id: int) -> processors.TemplateProcessing:
+    return processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}",
+        pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+        special_tokens=[(CLS, cls_id), (SEP, sep_id)],
+    )
+
+
+def _configure(tk: HFTokenizer, lowercase: bool) -> None:
+    tk.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # split on whitespace and punctuation
+    tk.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
+
+
+class Tokenizer:
+    """A WordPiece tokenizer with named special-token ids.
+
+    Build one with :meth:`train`, :meth:`train_from_texts` or :meth:`from_file`.
+    """
+
+    def __init__(self, tokenizer: HFTokenizer, path: str | None = None) -> None:
+        self.hf = tokenizer
+        self.path = path
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
+        missing = [t for t in (PAD, UNK, CLS, SEP, MASK) if t not in vocab]
+        if missing:
+            raise DataError(
+                f"tokenizer lacks the special token(s) {missing}; train it with `python -m lit_lm tokenizer` "
+                "or use a BERT vocab.txt, which has [PAD] [UNK] [CLS] [SEP] [MASK]",
+                path,
+            )
+        self.pad_id: int = vocab[PAD]
+        self.unk_id: int = vocab[UNK]
+        self.cls_id: int = vocab[CLS]
+        self.sep_id: int = vocab[SEP]
+        self.mask_id: int = vocab[MASK]
+        self.delim_id: int | None = vocab.get(DELIM)
+        self.extract_id: int | None = vocab.get(EXTRACT)
+
+    # ----------------------------------------------------------------------------------------------- building
+    @classmethod
+    def train(
+        cls,
+        files: Sequence[str | Path],
+        vocab_size: int = 30000,
+        lowercase: bool = True,
+        min_frequency: int = 2,
+        limit_alphabet: int = 1000,
+    ) -> Tokenizer:
+        """Train WordPiece on text files (read in parallel by the Rust library)."""
+        paths = [str(f) for f in files]
+        for p in paths:
+            if not Path(p).is_file():
+                raise DataError("tokenizer training file not found", p)
+        tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
+        tk.train(paths, trainer)
+        return cls._finish(tk)
+
+    @classmethod
+    def train_from_texts(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 30000,
+        lowercase: bool = True,
+        min_frequency: int = 2,
+        limit_alphabet: int = 1000,
+    ) -> Tokenizer:
+        """Train WordPiece on an iterable of strings."""
+        tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
+        tk.train_from_iterator(texts, trainer)
+        return cls._finish(tk)
+
+    @staticmethod
+    def _untrained(vocab_size: int, lowercase: bool, min_frequency: int, limit_alphabet: int):
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise DataError(f"vocab_size must be larger than the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
+        _configure(tk, lowercase)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
+            limit_alphabet=limit_alphabet,
+            continuing_subword_prefix=CONTINUATION_PREFIX,
+            show_progress=False,
+        )
+        return tk, trainer
+
+    @classmethod
+    def _finish(cls, tk: HFTokenizer) -> Tokenizer:
+        tk.post_processor = _post_processor(tk.token_to_id(CLS), tk.token_to_id(SEP))
+        return cls(tk)
+
+    @classmethod
+    def from_file(cls, path: str | Path, lowercase: bool = True) -> Tokenizer:
+        """Load a ``tokenizer.json`` (ours or any WordPiece one) or a BERT ``vocab.txt``.
+
+        Args:
+            path: The file, or a directory holding ``tokenizer.json`` or ``vocab.txt`` (e.g. a Hugging Face
+                checkpoint directory).
+            lowercase: For ``vocab.txt`` only: whether the vocabulary is uncased (most BERTs are).
+        """
+        p = Path(path)
+        if p.is_dir():
+            for name in ("tokenizer.json", "vocab.txt"):
+                if (p / name).is_file():
+                    p = p / name
+                    break
+            else:
+                raise DataError("directory has neither tokenizer.json nor vocab.txt", p)
+        if not p.is_file():
+            raise DataError("tokenizer file not found; train one with `python -m lit_lm tokenizer`", p)
+        if p.suffix == ".txt":
+            try:
+                tk = HFTokenizer(models.WordPiece.from_file(str(p), unk_token=UNK))
+            except Exception as e:  # the Rust error names no line; keep its text
+                raise DataError(f"not a WordPiece vocab.txt ({e})", p) from None
+            _configure(tk, lowercase)
+            vocab = tk.get_vocab()
+            if CLS in vocab and SEP in vocab:
+                tk.post_processor = _post_processor(vocab[CLS], vocab[SEP])
+        else:
+            try:
+                tk = HFTokenizer.from_file(str(p))
+            except Exception as e:
+                raise DataError(f"not a tokenizer.json that the tokenizers library can read ({e})", p) from None
+        return cls(tk, str(p))
+
+    def save(self, path: str | Path) -> None:
+        """Write ``tokenizer.json`` atomically (readable by ``tokenizers`` and ``PreTrainedTokenizerFast``)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        self.hf.save(str(tmp))
+        tmp.replace(p)
+        self.path = str(p)
+
+    # ----------------------------------------------------------------------------------------------- using
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids of all special tokens present (never masked, never predicted as words)."""
+        ids = [self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id, self.delim_id, self.extract_id]
+        return sorted({i for i in ids if i is not None})
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the full tokenizer definition, for cache keys."""
+        return hashlib.sha256(self.hf.to_str().encode()).hexdigest()[:16]
+
+    def require_decoder_tokens(self) -> None:
+        """Raise unless ``[DELIM]`` and ``[EXTRACT]`` exist (needed by the GPT-1 task format)."""
+        if self.delim_id is None or self.extract_id is None:
+            raise DataError(
+                "the GPT-style task format needs [DELIM] and [EXTRACT] tokens, which this tokenizer lacks "
+                "(a BERT vocab.txt has none); use format: encoder, or a tokenizer trained by lit_lm",
+                self.path,
+            )
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Encode many texts in parallel (Rust threads)."""
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def tokenize(self, text: str) -> list[str]:
+        """The token strings (``##`` marks a word continuation)."""
+        return self.hf.encode(text, add_special_tokens=False).tokens
+
+    def continuation_mask(self) -> np.ndarray:
+        """Boolean array over the vocabulary: True for ``##`` pieces (used by whole-word masking)."""
+        mask = np.zeros(self.vocab_size, dtype=bool)
+        for token, idx in self.hf.get_vocab(with_added_tokens=True).items():
+            if token.startswith(CONTINUATION_PREFIX) and len(token) > len(CONTINUATION_PREFIX):
+                mask[idx] = True
+        return mask
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - convenience
+        return iter(self.hf.get_vocab())
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"
