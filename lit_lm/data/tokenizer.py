@@ -43,6 +43,20 @@ def _configure(tk: HFTokenizer, lowercase: bool) -> None:
     tk.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
 
 
+def _tokenizer_from_checkpoint(path: Path) -> str:
+    """The tokenizer JSON that lit_lm stores in each training checkpoint (under ``lit_lm.tokenizer``)."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:
+        raise DataError(f"cannot read checkpoint ({e})", path) from None
+    tok = (ckpt.get("lit_lm") or {}).get("tokenizer") if isinstance(ckpt, dict) else None
+    if not tok:
+        raise DataError("checkpoint carries no lit_lm tokenizer; pass the tokenizer.json it was trained with", path)
+    return tok
+
+
 class Tokenizer:
     """A WordPiece tokenizer with named special-token ids.
 
@@ -127,8 +141,8 @@ class Tokenizer:
         """Load a ``tokenizer.json`` (ours or any WordPiece one) or a BERT ``vocab.txt``.
 
         Args:
-            path: The file, or a directory holding ``tokenizer.json`` or ``vocab.txt`` (e.g. a Hugging Face
-                checkpoint directory).
+            path: The file, a lit_lm ``.ckpt`` (which stores the tokenizer it was trained with), or a directory
+                holding ``tokenizer.json`` or ``vocab.txt`` (e.g. a Hugging Face checkpoint directory).
             lowercase: For ``vocab.txt`` only: whether the vocabulary is uncased (most BERTs are).
         """
         p = Path(path)
@@ -141,6 +155,8 @@ class Tokenizer:
                 raise DataError("directory has neither tokenizer.json nor vocab.txt", p)
         if not p.is_file():
             raise DataError("tokenizer file not found; train one with `python -m lit_lm tokenizer`", p)
+        if p.suffix == ".ckpt":
+            return cls(HFTokenizer.from_str(_tokenizer_from_checkpoint(p)), str(p))
         if p.suffix == ".txt":
             try:
                 tk = HFTokenizer(models.WordPiece.from_file(str(p), unk_token=UNK))

@@ -1,0 +1,8 @@
+"""LightningModules, one per objective. Each owns a backbone, its heads, the loss, metrics and optimizer."""
+
+from lit_lm.tasks.base import LMTask
+from lit_lm.tasks.causal_lm import CausalLM
+from lit_lm.tasks.classification import MultipleChoice, SequenceClassification
+from lit_lm.tasks.masked_lm import MaskedLM
+
+__all__ = ["CausalLM", "LMTask", "MaskedLM", "MultipleChoice", "SequenceClassification"]

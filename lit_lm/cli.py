@@ -1,0 +1,120 @@
+"""``python -m lit_lm``: LightningCLI for every task and DataModule, plus ``tokenizer`` and ``prepare``.
+
+    python -m lit_lm fit --config experiments/quickstart/gpt_pretrain.yaml
+    python -m lit_lm fit --config experiments/quickstart/gpt_nli.yaml
+    python -m lit_lm fit --config ... --ckpt_path last          # resume the run in trainer.default_root_dir
+    python -m lit_lm tokenizer --files corpus/ --vocab-size 30000 --out tok.json
+    python -m lit_lm prepare --files corpus/ --tokenizer tok.json --out data/prepared
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_lm.tasks import LMTask
+
+_EXTRA_COMMANDS = {
+    "tokenizer": "train a WordPiece tokenizer: python -m lit_lm tokenizer --help",
+    "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
+}
+
+
+class LitLMCLI(LightningCLI):
+    """LightningCLI with lit_lm's defaults: any :class:`~lit_lm.tasks.LMTask` as ``model`` and any
+    LightningDataModule as ``data``; TensorBoard logs and checkpoints (``last.ckpt`` + best by ``val/loss``) under
+    ``trainer.default_root_dir``, so that ``--ckpt_path last`` resumes and a fine-tuning config can name the
+    pretraining checkpoint by path."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=LMTask,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else {},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write last.ckpt every N optimizer steps (default: at the end of each validation).",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config)
+        trainer = config["trainer"]
+        root = Path(trainer.get("default_root_dir") or "runs/default")
+        trainer["default_root_dir"] = str(root)
+        if trainer.get("logger") in (None, True):
+            trainer["logger"] = {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(root), "name": "tensorboard", "version": ""},
+            }
+
+    def instantiate_trainer(self, **kwargs):
+        config = self.config_init.get(self.subcommand, self.config_init)
+        root = Path(config["trainer"]["default_root_dir"])
+        extra = [cb for cb in kwargs.get("callbacks") or []]
+        if not any(isinstance(cb, ModelCheckpoint) for cb in extra + list(config["trainer"].get("callbacks") or [])):
+            extra.append(
+                ModelCheckpoint(
+                    dirpath=root / "checkpoints",
+                    filename="best-{step}",
+                    monitor="val/loss",
+                    mode="min",
+                    save_top_k=1,
+                    save_last=True,
+                    every_n_train_steps=config.get("checkpoint_every_n_steps"),
+                )
+            )
+        if config["trainer"].get("logger") is not False and not any(
+            isinstance(cb, LearningRateMonitor) for cb in extra
+        ):
+            extra.append(LearningRateMonitor(logging_interval="step"))
+        kwargs["callbacks"] = extra
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        ckpt = trainer.checkpoint_callback
+        lines = ["", "lit_lm: run finished."]
+        if isinstance(trainer.logger, TensorBoardLogger):
+            lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}   (tensorboard --logdir {trainer.logger.log_dir})")
+        if ckpt is not None and ckpt.dirpath:
+            lines.append(f"  checkpoints:      {ckpt.dirpath}   (last.ckpt; best: {ckpt.best_model_path or 'n/a'})")
+        print("\n".join(lines), flush=True)
+
+
+def _has_omegaconf() -> bool:
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m lit_lm`` and the ``lit_lm`` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _EXTRA_COMMANDS:
+        from lit_lm.data import corpus
+
+        command = corpus.tokenizer_main if argv[0] == "tokenizer" else corpus.prepare_main
+        raise SystemExit(command(argv[1:]))
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("Data commands:\n" + "\n".join(f"  {k:10s} {v}" for k, v in _EXTRA_COMMANDS.items()) + "\n")
+    LitLMCLI(args=argv)

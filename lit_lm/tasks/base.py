@@ -1,0 +1,233 @@
+"""The shared base of every lit_lm LightningModule: backbone construction, pretrained initialisation,
+optimizer and learning-rate schedule, checkpoint metadata."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from lit_lm import __version__
+from lit_lm.config import PRESETS, ConfigError, TransformerConfig
+from lit_lm.model import Transformer, build_backbone
+from lit_lm.model.hf import CheckpointError
+from lit_lm.tasks.pretrained import (
+    LIT_LM_KEY,
+    config_from_checkpoint,
+    load_pretrained,
+    merge_config,
+    read_lightning_checkpoint,
+)
+
+
+class LMTask(L.LightningModule):
+    """Base class: owns a backbone (:class:`~lit_lm.model.Encoder` or :class:`~lit_lm.model.Decoder`) and the
+    optimisation recipe; subclasses add heads and the objective.
+
+    The backbone is built in ``__init__`` when everything is known, else in :meth:`configure_model`, where
+    ``vocab_size`` (and the label count of classifiers) come from the attached DataModule. The resolved values are
+    written back into ``hparams``, so ``load_from_checkpoint`` rebuilds the same network.
+
+    Args:
+        preset: Name of a :data:`lit_lm.config.PRESETS` architecture (ignored with ``init_from``).
+        config: TransformerConfig fields to override, e.g. ``{n_layer: 2, dropout: 0.0}``. With ``init_from``
+            only dropout, attention_dropout and attention_backend may change.
+        vocab_size: Size of the token embedding. Default: the DataModule's tokenizer size.
+        init_from: Start from pretrained weights: a lit_lm ``.ckpt`` (of any task) or a Hugging Face checkpoint
+            directory (BERT / OpenAI GPT). Heads that the source has and this task uses are loaded too.
+        learning_rate: Peak learning rate of AdamW.
+        weight_decay: Decoupled weight decay; not applied to biases, LayerNorm weights and embeddings.
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        warmup_steps: Linear warm-up length: a number of optimizer steps, or a fraction of all steps if < 1.
+        lr_schedule: Decay after warm-up: ``linear`` to ``min_lr_ratio * lr`` (BERT), ``cosine`` (GPT-1),
+            or ``constant``.
+        min_lr_ratio: Final learning rate as a fraction of the peak.
+    """
+
+    def __init__(
+        self,
+        preset: str = "gpt-mini",
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        init_from: str | None = None,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        warmup_steps: float = 0.0,
+        lr_schedule: Literal["linear", "cosine", "constant"] = "linear",
+        min_lr_ratio: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # collects the arguments of the subclass's __init__ as well
+        if lr_schedule not in ("linear", "cosine", "constant"):
+            raise ConfigError(f"lr_schedule must be linear, cosine or constant, got {lr_schedule!r}")
+        if warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.backbone: Transformer | None = None
+        self._tokenizer_json: str | None = None
+        if init_from is None and vocab_size is not None and self._labels_known():
+            self._build(self._config_from_preset(vocab_size))
+
+    # ------------------------------------------------------------------------------------ subclass hooks
+    def build_heads(self, config: TransformerConfig) -> None:
+        """Create the task's heads (and metrics that depend on sizes) once the backbone exists."""
+
+    def _labels_known(self) -> bool:
+        """Whether all sizes the heads need are known without a DataModule."""
+        return True
+
+    def _resolve_data_settings(self, datamodule: Any) -> None:
+        """Copy sizes the heads need (e.g. number of labels) from the DataModule into ``hparams``."""
+
+    # ------------------------------------------------------------------------------------ building
+    @property
+    def backbone_config(self) -> TransformerConfig:
+        if self.backbone is None:
+            raise RuntimeError("the backbone is not built yet: pass vocab_size or fit with a DataModule")
+        return self.backbone.config
+
+    def _config_from_preset(self, vocab_size: int) -> TransformerConfig:
+        overrides = dict(self.hparams.get("config") or {})
+        overrides["vocab_size"] = vocab_size
+        return TransformerConfig.from_name(self.hparams.preset, **overrides)
+
+    def _build(self, config: TransformerConfig) -> None:
+        self.backbone = build_backbone(config)
+        self.build_heads(config)
+        # Written back so that load_from_checkpoint rebuilds exactly this network without the DataModule.
+        self.hparams["vocab_size"] = config.vocab_size
+        self.hparams["config"] = {k: v for k, v in config.to_dict().items()}
+        self.hparams["preset"] = config.name if config.name in PRESETS else self.hparams.preset
+
+    def configure_model(self) -> None:
+        """Build the network from the DataModule's sizes, a resumed checkpoint or ``init_from``."""
+        if self.backbone is not None:
+            return
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if datamodule is not None:
+            self._resolve_data_settings(datamodule)
+        data_vocab = getattr(datamodule, "vocab_size", None)
+        resume = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+        init_from = self.hparams.get("init_from")
+
+        if resume:  # architecture from the checkpoint being resumed; its weights are restored by Lightning
+            config = config_from_checkpoint(read_lightning_checkpoint(resume), resume)
+            self._build(config)
+        elif init_from and trainer is not None:
+            pretrained = load_pretrained(init_from)
+            config = merge_config(pretrained.config, self.hparams.get("config"), init_from)
+            if data_vocab is not None and data_vocab != config.vocab_size:
+                raise CheckpointError(
+                    f"the DataModule's tokenizer has {data_vocab} tokens but the pretrained backbone in {init_from} "
+                    f"has {config.vocab_size}; fine-tune with the tokenizer it was trained with "
+                    f"(data tokenizer: {init_from})"
+                )
+            self._build(config)
+            self._load_pretrained_weights(pretrained.state_dict, init_from)
+            self._tokenizer_json = pretrained.tokenizer_json
+        else:
+            vocab = self.hparams.get("vocab_size") or data_vocab
+            if vocab is None:
+                raise ConfigError(
+                    f"{type(self).__name__} needs vocab_size: pass it, or fit with a DataModule that has a tokenizer"
+                )
+            if data_vocab is not None and vocab != data_vocab:
+                raise ConfigError(f"model vocab_size={vocab} but the DataModule's tokenizer has {data_vocab} tokens")
+            self._build(self._config_from_preset(vocab))
+        self._check_data_fits(datamodule)
+
+    def _check_data_fits(self, datamodule: Any) -> None:
+        n_positions = self.backbone_config.n_positions
+        for attr in ("max_seq_length", "block_size"):
+            length = getattr(datamodule, attr, None)
+            if length is not None and length > n_positions:
+                raise ConfigError(
+                    f"data {attr}={length} exceeds the model's n_positions={n_positions}; lower data.{attr} "
+                    f"or use a model with more positions"
+                )
+
+    def _load_pretrained_weights(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load the backbone (all keys must match) and any heads of this task present in the source."""
+        own = self.state_dict()
+        backbone = {k: v for k, v in state_dict.items() if k.startswith("backbone.")}
+        missing = sorted(k for k in own if k.startswith("backbone.") and k not in backbone)
+        unexpected = sorted(k for k in backbone if k not in own)
+        shapes = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in backbone.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if missing or unexpected or shapes:
+            raise CheckpointError(
+                f"{source}: backbone does not fit: missing {missing}, unexpected {unexpected}, shapes {shapes}"
+            )
+        heads = {k: v for k, v in state_dict.items() if not k.startswith("backbone.") and k in own}
+        heads = {k: v for k, v in heads.items() if v.shape == own[k].shape}
+        self.load_state_dict({**backbone, **heads}, strict=False)
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        tokenizer = getattr(getattr(self._trainer, "datamodule", None), "tokenizer", None)
+        tok_json = tokenizer.hf.to_str() if hasattr(tokenizer, "hf") else self._tokenizer_json
+        checkpoint[LIT_LM_KEY] = {
+            "version": __version__,
+            "config": self.backbone_config.to_dict(),
+            "tokenizer": tok_json,
+        }
+
+    # ------------------------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: decay on weight matrices; none on biases, LayerNorm and embeddings (as in the papers)."""
+        no_decay: set[int] = set()
+        for module in self.modules():
+            if isinstance(module, (nn.LayerNorm, nn.Embedding)):
+                no_decay.update(id(p) for p in module.parameters(recurse=False))
+        decay, plain, seen = [], [], set()
+        for p in self.parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (plain if id(p) in no_decay or p.ndim < 2 else decay).append(p)
+        return [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": plain, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        fused = self.device.type == "cuda"
+        optimizer = torch.optim.AdamW(
+            self.parameter_groups(), lr=hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps, fused=fused
+        )
+        total = self.trainer.estimated_stepping_batches
+        schedule = lr_lambda(hp.lr_schedule, hp.warmup_steps, total, hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_lambda(schedule: str, warmup: float, total_steps: float, min_ratio: float):
+    """Multiplier of the peak learning rate at each optimizer step: linear warm-up, then the decay.
+
+    ``total_steps`` may be infinite (a run bounded only by time): decay then cannot be planned and the rate stays
+    at its peak after warm-up.
+    """
+    finite = math.isfinite(total_steps)
+    warmup_steps = int(warmup * total_steps) if 0 < warmup < 1 and finite else int(warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant" or not finite:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "linear":
+            return min_ratio + (1 - min_ratio) * (1 - progress)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor

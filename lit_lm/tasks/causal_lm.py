@@ -1,0 +1,125 @@
+"""GPT-style pretraining: next-token prediction with a causal decoder."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import SumMetric
+
+from lit_lm.config import TransformerConfig
+from lit_lm.model import LMHead
+from lit_lm.tasks.base import LMTask
+
+
+class CausalLM(LMTask):
+    """Causal language modelling (GPT-1 pretraining).
+
+    Batches: ``{"input_ids": (B, T), "labels": (B, T)}`` with labels the next tokens (-100 = ignore).
+    Logs ``train/loss``, ``val/loss`` (nats per token), ``val/ppl`` and ``val/bpc``: bits per character of the
+    validation text, from the DataModule's ``val_num_chars`` and ``num_val_tokens``, so that models with
+    different tokenizers compare fairly. ``predict`` continues the prompts of a batch with :meth:`generate`.
+
+    Args:
+        max_new_tokens: Tokens to generate per prompt in ``predict``.
+        temperature: Sampling temperature in ``predict`` (0 = greedy).
+        top_k: Sample only among the k most likely tokens in ``predict`` (None = all).
+        (other arguments: see :class:`~lit_lm.tasks.base.LMTask`)
+    """
+
+    def __init__(
+        self,
+        preset: str = "gpt-mini",
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        init_from: str | None = None,
+        learning_rate: float = 2.5e-4,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        warmup_steps: float = 0.0,
+        lr_schedule: Literal["linear", "cosine", "constant"] = "cosine",
+        min_lr_ratio: float = 0.0,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        top_k: int | None = 50,
+    ) -> None:
+        super().__init__(
+            preset, config, vocab_size, init_from, learning_rate, weight_decay, betas, eps, warmup_steps,
+            lr_schedule, min_lr_ratio,
+        )  # fmt: skip
+        self.val_nll = SumMetric()
+        self.val_tokens = SumMetric()
+
+    def build_heads(self, config: TransformerConfig) -> None:
+        if not config.causal:
+            raise ValueError(f"CausalLM needs a decoder preset (causal=True); {config.name!r} is an encoder")
+        self.lm_head = LMHead(self.backbone.wte)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, vocab) next-token logits."""
+        return self.lm_head(self.backbone(input_ids, attention_mask=attention_mask))
+
+    def _nll(self, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+        logits = self(batch["input_ids"], batch.get("attention_mask"))
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), reduction=reduction)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._nll(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_nll.update(self._nll(batch, reduction="sum"))
+        self.val_tokens.update((batch["labels"] != -100).sum())
+
+    def on_validation_epoch_end(self) -> None:
+        nll, tokens = self.val_nll.compute(), self.val_tokens.compute()  # summed over all ranks
+        self.val_nll.reset()
+        self.val_tokens.reset()
+        if tokens == 0:
+            return
+        loss = nll / tokens
+        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val/ppl", torch.exp(loss))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        chars, total_tokens = getattr(datamodule, "val_num_chars", None), getattr(datamodule, "num_val_tokens", None)
+        if chars and total_tokens:
+            # bits per character: with a partial pass (limit_val_batches) this uses the text's chars per token.
+            self.log("val/bpc", loss * total_tokens / chars / math.log(2), prog_bar=True)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Continue (B, T) prompts by ``max_new_tokens`` sampled tokens; returns (B, T + max_new_tokens)."""
+        n_positions = self.backbone_config.n_positions
+        for _ in range(max_new_tokens):
+            context = input_ids[:, -n_positions:]
+            logits = self(context)[:, -1, :].float()  # (B, vocab)
+            if temperature <= 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                next_id = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+            input_ids = torch.cat([input_ids, next_id], dim=1)
+        return input_ids
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        hp = self.hparams
+        out = self.generate(batch["input_ids"], hp.max_new_tokens, hp.temperature, hp.top_k)
+        result: dict[str, Any] = {"input_ids": out}
+        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
+        if tokenizer is not None:
+            result["text"] = [tokenizer.decode(row.tolist()) for row in out]
+        return result

@@ -1,0 +1,252 @@
+"""Fine-tuning objectives: sequence classification (NLI) and multiple choice."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from lit_lm.config import ConfigError, TransformerConfig
+from lit_lm.model import ClassificationHead, LMHead, MultipleChoiceHead, gather_positions
+from lit_lm.tasks.base import LMTask
+
+
+class _FineTune(LMTask):
+    """Shared by the fine-tuning tasks: sequence features and GPT-1's auxiliary LM loss."""
+
+    def _features(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(N, T, C) -> (N, C): BERT's pooled ``[CLS]`` for encoders with a pooler, else the state at ``positions``
+        (the ``[EXTRACT]`` token of the GPT-1 format)."""
+        if not self.backbone_config.causal and self.backbone.pooler is not None and self.hparams.use_pooler:
+            return self.backbone.pool(hidden)
+        return gather_positions(hidden, positions)
+
+    def _build_lm_head(self, config: TransformerConfig) -> None:
+        if self.hparams.lm_loss_weight > 0:
+            if not config.causal:
+                raise ConfigError("lm_loss_weight > 0 (GPT-1's auxiliary LM loss) needs a decoder backbone")
+            self.lm_head = LMHead(self.backbone.wte)
+
+    def _lm_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token loss over the real (non-padding) tokens: GPT-1's auxiliary objective."""
+        logits = self.lm_head(hidden[:, :-1]).float()
+        labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+
+    def _check_format(self, datamodule: Any) -> None:
+        fmt = getattr(datamodule, "format", None)
+        if fmt == "encoder" and self.backbone_config.causal:
+            raise ConfigError(
+                "data format 'encoder' reads the [CLS] token at position 0, which a causal decoder cannot use to "
+                "see the sequence; use data format: decoder (the [EXTRACT] token at the end) with GPT backbones"
+            )
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        self._check_format(getattr(self._trainer, "datamodule", None) if self._trainer is not None else None)
+
+
+class SequenceClassification(_FineTune):
+    """Classify a sequence (pair): natural language inference and the like.
+
+    The classifier reads the ``[EXTRACT]`` token's hidden state (decoder, GPT-1 format
+    ``premise [DELIM] hypothesis [EXTRACT]``) or BERT's pooled ``[CLS]`` (encoder format). Batches:
+    ``input_ids``, ``attention_mask``, ``token_type_ids``, ``extract_positions`` (B,) and ``labels`` (B,).
+    Logs loss, accuracy and macro F1 per stage, and a confusion matrix to TensorBoard at validation end.
+
+    Args:
+        num_labels: Number of classes. Default: the DataModule's ``num_labels``.
+        lm_loss_weight: Weight lambda of the auxiliary LM loss on the input text (decoders; GPT-1 used 0.5).
+        classifier_dropout: Dropout before the classifier.
+        use_pooler: Encoders: classify from the pooler (BERT) rather than the raw ``[CLS]`` state.
+        (other arguments: see :class:`~lit_lm.tasks.base.LMTask`)
+    """
+
+    def __init__(
+        self,
+        preset: str = "gpt-mini",
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        init_from: str | None = None,
+        learning_rate: float = 6.25e-5,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        warmup_steps: float = 0.002,
+        lr_schedule: Literal["linear", "cosine", "constant"] = "linear",
+        min_lr_ratio: float = 0.0,
+        num_labels: int | None = None,
+        lm_loss_weight: float = 0.0,
+        classifier_dropout: float = 0.1,
+        use_pooler: bool = True,
+        label_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            preset, config, vocab_size, init_from, learning_rate, weight_decay, betas, eps, warmup_steps,
+            lr_schedule, min_lr_ratio,
+        )  # fmt: skip
+
+    def _labels_known(self) -> bool:
+        return self.hparams.num_labels is not None
+
+    def _resolve_data_settings(self, datamodule: Any) -> None:
+        n = getattr(datamodule, "num_labels", None)
+        if self.hparams.num_labels is None:
+            if n is None:
+                raise ConfigError("SequenceClassification needs num_labels: pass it or use a DataModule with num_labels")
+            self.hparams["num_labels"] = n
+        elif n is not None and n != self.hparams.num_labels:
+            raise ConfigError(f"model num_labels={self.hparams.num_labels} but the DataModule has {n} labels")
+        if self.hparams.label_names is None and getattr(datamodule, "label_names", None) is not None:
+            self.hparams["label_names"] = list(datamodule.label_names)
+
+    def build_heads(self, config: TransformerConfig) -> None:
+        n = self.hparams.num_labels
+        self.classifier = ClassificationHead(config.n_embd, n, self.hparams.classifier_dropout, config.initializer_range)
+        self._build_lm_head(config)
+        self.metrics = torch.nn.ModuleDict()
+        for stage in ("train", "val", "test"):
+            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(n, average="micro")
+            self.metrics[f"{stage}_f1"] = MulticlassF1Score(n, average="macro")
+        self.val_confusion = MulticlassConfusionMatrix(n)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logits (B, num_labels), hidden (B, T, C))."""
+        hidden = self.backbone(batch["input_ids"], batch.get("attention_mask"), self._types(batch))
+        return self.classifier(self._features(hidden, batch["extract_positions"])).float(), hidden
+
+    def _types(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return batch.get("token_type_ids") if self.backbone_config.type_vocab_size > 0 else None
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits, hidden = self(batch)
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits, labels)
+        on_step = stage == "train"
+        if self.hparams.lm_loss_weight > 0:
+            lm = self._lm_loss(hidden, batch["input_ids"], batch["attention_mask"])
+            self.log(f"{stage}/lm_loss", lm, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+            loss = loss + self.hparams.lm_loss_weight * lm
+        preds = logits.argmax(-1)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        for name in ("acc", "f1"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric(preds, labels)  # forward: accumulate and keep the batch value
+            self.log(f"{stage}/{name}", metric, prog_bar=name == "acc", on_step=on_step, on_epoch=not on_step)
+        if stage == "val":
+            self.val_confusion.update(preds, labels)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch)[0].argmax(-1)
+
+    def on_validation_epoch_end(self) -> None:
+        matrix = self.val_confusion.compute()  # (true, predicted) counts, summed over ranks
+        self.val_confusion.reset()
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        names = self.hparams.label_names or [str(i) for i in range(matrix.size(0))]
+        header = "| true \\ predicted | " + " | ".join(names) + " |\n|---" * (len(names) + 1) + "|\n"
+        rows = "".join(f"| {n} | " + " | ".join(str(int(c)) for c in row) + " |\n" for n, row in zip(names, matrix))
+        experiment.add_text("val/confusion_matrix", header + rows, self.global_step)
+        experiment.add_image("val/confusion_matrix", confusion_image(matrix), self.global_step, dataformats="HW")
+
+
+def confusion_image(matrix: torch.Tensor, cell: int = 32) -> torch.Tensor:
+    """A (H, W) grayscale heat map of a confusion matrix, rows normalised (white = all of the row)."""
+    m = matrix.float()
+    m = m / m.sum(dim=1, keepdim=True).clamp(min=1)
+    return m.repeat_interleave(cell, 0).repeat_interleave(cell, 1).cpu()
+
+
+class MultipleChoice(_FineTune):
+    """Pick the right ending: each choice runs as its own sequence through the shared backbone, a linear scorer
+    gives one number per choice, softmax over the choices.
+
+    Batches: ``input_ids``, ``attention_mask``, ``token_type_ids`` of shape (B, n_choices, T),
+    ``extract_positions`` (B, n_choices), ``labels`` (B,). Logs loss and accuracy per stage.
+
+    Args:
+        lm_loss_weight: Weight of the auxiliary LM loss (decoders; GPT-1 used 0.5).
+        classifier_dropout: Dropout before the scorer.
+        use_pooler: Encoders: score from the pooler (BERT) rather than the raw ``[CLS]`` state.
+        (other arguments: see :class:`~lit_lm.tasks.base.LMTask`)
+    """
+
+    def __init__(
+        self,
+        preset: str = "gpt-mini",
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        init_from: str | None = None,
+        learning_rate: float = 6.25e-5,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        warmup_steps: float = 0.002,
+        lr_schedule: Literal["linear", "cosine", "constant"] = "linear",
+        min_lr_ratio: float = 0.0,
+        lm_loss_weight: float = 0.0,
+        classifier_dropout: float = 0.1,
+        use_pooler: bool = True,
+    ) -> None:
+        super().__init__(
+            preset, config, vocab_size, init_from, learning_rate, weight_decay, betas, eps, warmup_steps,
+            lr_schedule, min_lr_ratio,
+        )  # fmt: skip
+        self.metrics = torch.nn.ModuleDict({f"{s}_acc": MeanMetric() for s in ("train", "val", "test")})
+
+    def build_heads(self, config: TransformerConfig) -> None:
+        self.scorer = MultipleChoiceHead(config.n_embd, self.hparams.classifier_dropout, config.initializer_range)
+        self._build_lm_head(config)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (scores (B, n_choices), hidden (B * n_choices, T, C))."""
+        B, n_choices, T = batch["input_ids"].shape
+        flat = {k: batch[k].reshape(B * n_choices, -1) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        types = flat.get("token_type_ids") if self.backbone_config.type_vocab_size > 0 else None
+        hidden = self.backbone(flat["input_ids"], flat.get("attention_mask"), types)  # (B * n_choices, T, C)
+        features = self._features(hidden, batch["extract_positions"].reshape(-1))
+        return self.scorer(features, n_choices).float(), hidden
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        scores, hidden = self(batch)
+        loss = F.cross_entropy(scores, batch["labels"])
+        on_step = stage == "train"
+        if self.hparams.lm_loss_weight > 0:
+            B, n_choices, T = batch["input_ids"].shape
+            lm = self._lm_loss(hidden, batch["input_ids"].view(-1, T), batch["attention_mask"].view(-1, T))
+            self.log(f"{stage}/lm_loss", lm, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+            loss = loss + self.hparams.lm_loss_weight * lm
+        acc = self.metrics[f"{stage}_acc"]
+        acc((scores.argmax(-1) == batch["labels"]).float())
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch)[0].argmax(-1)

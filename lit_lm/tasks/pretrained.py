@@ -1,0 +1,87 @@
+"""Read pretrained backbones: lit_lm checkpoints (``.ckpt`` of any task) and Hugging Face directories."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_lm.config import TransformerConfig
+from lit_lm.model.hf import CheckpointError, is_hf_checkpoint, load_hf_checkpoint
+
+#: Key under which lit_lm stores its own metadata (config, tokenizer) in a Lightning checkpoint.
+LIT_LM_KEY = "lit_lm"
+
+#: Config fields a fine-tuning run may change on a pretrained backbone without breaking its weights.
+TUNABLE_FIELDS = ("dropout", "attention_dropout", "attention_backend", "name")
+
+
+@dataclass
+class Pretrained:
+    """Weights and architecture read from ``init_from``.
+
+    Attributes:
+        config: The backbone's architecture.
+        state_dict: Weights in lit_lm naming (``backbone.*``, and whatever heads the source had).
+        tokenizer_json: The tokenizer the backbone was trained with, if the source carries one.
+        source: Where it came from.
+    """
+
+    config: TransformerConfig
+    state_dict: dict[str, torch.Tensor]
+    tokenizer_json: str | None
+    source: str
+
+
+def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a Lightning checkpoint with a clear error for missing, truncated or foreign files."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint file not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or not a torch file): {e}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{p}: not a Lightning checkpoint (no 'state_dict' entry)")
+    return ckpt
+
+
+def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> TransformerConfig:
+    meta = ckpt.get(LIT_LM_KEY)
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise CheckpointError(f"{path}: not written by a lit_lm task (no '{LIT_LM_KEY}' metadata)")
+    known = {f.name for f in fields(TransformerConfig)}
+    return TransformerConfig(**{k: v for k, v in meta["config"].items() if k in known})
+
+
+def load_pretrained(path: str | Path) -> Pretrained:
+    """Read a lit_lm ``.ckpt`` or a Hugging Face checkpoint directory."""
+    if is_hf_checkpoint(path):
+        hf = load_hf_checkpoint(path)
+        tok = None
+        for name in ("tokenizer.json",):
+            if (Path(path) / name).is_file():
+                tok = (Path(path) / name).read_text()
+        return Pretrained(hf.config, hf.state_dict, tok, str(path))
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path}: a directory without config.json; expected a .ckpt file or a HF checkpoint")
+    ckpt = read_lightning_checkpoint(path)
+    config = config_from_checkpoint(ckpt, path)
+    return Pretrained(config, ckpt["state_dict"], ckpt[LIT_LM_KEY].get("tokenizer"), str(path))
+
+
+def merge_config(pretrained: TransformerConfig, overrides: dict[str, Any] | None, source: str) -> TransformerConfig:
+    """Apply the fine-tuning run's ``config`` overrides; refuse ones that change the architecture."""
+    overrides = dict(overrides or {})
+    bad = {k: v for k, v in overrides.items() if k not in TUNABLE_FIELDS and getattr(pretrained, k, v) != v}
+    if bad:
+        raise CheckpointError(
+            f"config overrides {bad} change the architecture of the pretrained backbone in {source}; "
+            f"only {list(TUNABLE_FIELDS)} may differ when fine-tuning"
+        )
+    return pretrained.replace(**{k: v for k, v in overrides.items() if k in TUNABLE_FIELDS})

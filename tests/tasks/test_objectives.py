@@ -1,0 +1,160 @@
+"""Each objective learns: it overfits one small batch, and its pieces behave as documented."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lit_lm.tasks import CausalLM, MaskedLM, MultipleChoice, SequenceClassification
+from lit_lm.tasks.base import lr_lambda
+
+V = 64
+SMALL = {"n_layer": 2, "n_embd": 64, "n_head": 2, "intermediate_size": 128, "dropout": 0.0, "attention_dropout": 0.0}
+
+
+class _Repeat(torch.utils.data.Dataset):
+    def __init__(self, batch, n):
+        self.batch, self.n = batch, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.batch
+
+
+def _fit(module, batch, steps=60):
+    """Train on the same batch for ``steps`` steps; returns (first loss, last loss)."""
+    losses = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, b, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    loader = DataLoader(_Repeat(batch, steps), batch_size=None)
+    trainer = L.Trainer(
+        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[Record()], accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    return losses[0], losses[-1]
+
+
+def _ids(B=4, T=16, seed=0):
+    return torch.randint(7, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def test_causal_lm_overfits_one_batch():
+    torch.manual_seed(0)
+    x = _ids(T=17)
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, learning_rate=3e-3, lr_schedule="constant")
+    first, last = _fit(model, {"input_ids": x[:, :-1], "labels": x[:, 1:]})
+    assert first > 0.8 * math.log(V) and last < first / 10
+
+
+def test_masked_lm_overfits_one_batch():
+    torch.manual_seed(0)
+    x = _ids()
+    labels = torch.full_like(x, -100)
+    labels[:, 2::4] = x[:, 2::4]
+    inputs = x.masked_fill(labels != -100, 4)  # [MASK]
+    batch = {
+        "input_ids": inputs, "attention_mask": torch.ones_like(x), "token_type_ids": torch.zeros_like(x),
+        "labels": labels, "next_sentence_label": torch.tensor([0, 1, 0, 1]),
+    }  # fmt: skip
+    model = MaskedLM(preset="bert-tiny", config=SMALL, vocab_size=V, learning_rate=3e-3, lr_schedule="constant")
+    first, last = _fit(model, batch)
+    assert last < first / 10
+
+
+@pytest.mark.parametrize("preset", ["gpt-micro", "bert-tiny"])
+def test_sequence_classification_overfits_one_batch(preset):
+    torch.manual_seed(0)
+    x = _ids(B=6)
+    batch = {
+        "input_ids": x, "attention_mask": torch.ones_like(x), "token_type_ids": torch.zeros_like(x),
+        "extract_positions": torch.full((6,), 15), "labels": torch.tensor([0, 1, 2, 0, 1, 2]),
+    }  # fmt: skip
+    model = SequenceClassification(
+        preset=preset, config=SMALL, vocab_size=V, num_labels=3, learning_rate=3e-3, lr_schedule="constant",
+        warmup_steps=0, lm_loss_weight=0.5 if preset.startswith("gpt") else 0.0,
+    )  # fmt: skip
+    first, last = _fit(model, batch)
+    assert last < first / 5
+
+
+def test_multiple_choice_overfits_one_batch():
+    torch.manual_seed(0)
+    x = _ids(B=8).view(4, 2, 16)
+    batch = {
+        "input_ids": x, "attention_mask": torch.ones_like(x), "token_type_ids": torch.zeros_like(x),
+        "extract_positions": torch.full((4, 2), 15), "labels": torch.tensor([0, 1, 1, 0]),
+    }  # fmt: skip
+    model = MultipleChoice(preset="gpt-micro", config=SMALL, vocab_size=V, learning_rate=3e-3, lr_schedule="constant",
+                           warmup_steps=0)  # fmt: skip
+    first, last = _fit(model, batch)
+    assert last < first / 5
+
+
+def test_multiple_choice_runs_each_choice_as_its_own_sequence():
+    """Swapping the two choices swaps the two scores: the choices never see each other."""
+    torch.manual_seed(0)
+    model = MultipleChoice(preset="gpt-micro", config=SMALL, vocab_size=V).eval()
+    x = _ids(B=2).view(1, 2, 16)
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "extract_positions": torch.full((1, 2), 15)}
+    swapped = {k: v.flip(1) for k, v in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)[0].flip(1), model(swapped)[0])
+
+
+def test_no_weight_decay_on_biases_layernorm_embeddings():
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, weight_decay=0.1)
+    decay, plain = model.parameter_groups()
+    decay_ids = {id(p) for p in decay["params"]}
+    assert id(model.backbone.wte.weight) not in decay_ids
+    assert id(model.backbone.h[0].ln_1.weight) not in decay_ids
+    assert id(model.backbone.h[0].attn.qkv.bias) not in decay_ids
+    assert id(model.backbone.h[0].attn.qkv.weight) in decay_ids
+    n_total = sum(1 for _ in model.parameters())
+    assert len(decay["params"]) + len(plain["params"]) == n_total  # tied weight counted once
+
+
+def test_lr_schedules():
+    lin = lr_lambda("linear", 10, 110, 0.0)
+    assert lin(0) == pytest.approx(0.1) and lin(9) == pytest.approx(1.0) and lin(60) == pytest.approx(0.5)
+    assert lin(110) == pytest.approx(0.0)
+    cos = lr_lambda("cosine", 0.1, 100, 0.1)  # a fraction: 10 warm-up steps
+    assert cos(4) == pytest.approx(0.5) and cos(55) == pytest.approx(0.55) and cos(100) == pytest.approx(0.1)
+    assert lr_lambda("cosine", 5, float("inf"), 0.0)(1000) == 1.0  # time-bounded run: no planned decay
+
+
+def test_generate_respects_greedy_and_length():
+    torch.manual_seed(0)
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V).eval()
+    prompt = _ids(B=2, T=5)
+    out = model.generate(prompt, max_new_tokens=7, temperature=0)
+    assert out.shape == (2, 12) and torch.equal(out[:, :5], prompt)
+    again = model.generate(prompt, max_new_tokens=7, temperature=0)
+    assert torch.equal(out, again)
+    sampled = model.generate(prompt, 200, temperature=1.0, top_k=3)  # longer than n_positions: context is cropped
+    assert sampled.shape == (2, 205)
+
+
+def test_task_refuses_the_wrong_kind_of_backbone():
+    with pytest.raises(ValueError, match="CausalLM needs a decoder"):
+        CausalLM(preset="bert-tiny", vocab_size=V)
+    with pytest.raises(ValueError, match="MaskedLM needs an encoder"):
+        MaskedLM(preset="gpt-micro", vocab_size=V)
+    with pytest.raises(ValueError, match="lm_loss_weight > 0.*needs a decoder"):
+        SequenceClassification(preset="bert-tiny", vocab_size=V, num_labels=3, lm_loss_weight=0.5)
+
+
+def test_unknown_preset_is_a_clear_error():
+    from lit_lm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown preset 'gpt-huge'"):
+        CausalLM(preset="gpt-huge", vocab_size=V)
