@@ -1,0 +1,40 @@
+"""Data: WordPiece tokenizers, corpus preparation, and LightningDataModules for pretraining and fine-tuning.
+
+Everything here stands beside :mod:`lit_lm.model` (no import of it) and raises :class:`DataError` on bad input.
+"""
+
+from lit_lm.data.builtin_tasks import builtin_multiple_choice, builtin_nli
+from lit_lm.data.errors import DataError
+from lit_lm.data.multiple_choice import (
+    MultipleChoiceDataModule,
+    MultipleChoiceExample,
+    read_copa_jsonl,
+    read_copa_xml,
+    read_multiple_choice,
+    read_story_cloze,
+)
+from lit_lm.data.nli import NLI_LABELS, NLI_LABELS_2WAY, NLIDataModule, NLIExample, read_nli
+from lit_lm.data.tasks import LengthGroupedSampler, MultipleChoiceCollator, NLICollator
+from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+__all__ = [
+    "NLI_LABELS",
+    "NLI_LABELS_2WAY",
+    "SPECIAL_TOKENS",
+    "DataError",
+    "LengthGroupedSampler",
+    "MultipleChoiceCollator",
+    "MultipleChoiceDataModule",
+    "MultipleChoiceExample",
+    "NLICollator",
+    "NLIDataModule",
+    "NLIExample",
+    "Tokenizer",
+    "builtin_multiple_choice",
+    "builtin_nli",
+    "read_copa_jsonl",
+    "read_copa_xml",
+    "read_multiple_choice",
+    "read_nli",
+    "read_story_cloze",
+]

@@ -1,0 +1,536 @@
+"""Natural language inference data: readers for the common file formats, the tokenized dataset, and
+:class:`NLIDataModule`.
+
+Readers (each returns a :class:`~lit_lm.data.tasks.ReadResult`; bad input raises :class:`DataError` naming
+file:line; records without a gold label are skipped, counted and logged):
+
+==============  ===============================================================================================
+``jsonl``       one JSON object per line, either SNLI/MultiNLI's own fields ``sentence1``/``sentence2``/
+                ``gold_label`` (``-`` = no consensus, skipped) or the simplified ``premise``/``hypothesis``/
+                ``label`` (label name, or its id as an int; ``-1`` skipped). The schema is taken from line 1.
+``tsv``         tab-separated with a header; columns found by name: premise ``sentence1|sentence_A|premise``,
+                hypothesis ``sentence2|sentence_B|hypothesis``, label ``gold_label|entailment_label|label``
+                (GLUE MNLI/SNLI/RTE, SNLI's ``.txt``, counterfactual SNLI, SICK). No quoting; CRLF is fine.
+``infersent``   three parallel files ``s1.<split>``, ``s2.<split>``, ``labels.<split>`` (InferSent / e-SNLI):
+                give the directory (if it holds one split) or any of the three files.
+==============  ===============================================================================================
+
+``auto`` picks by name: a directory or ``s1.*``/``s2.*``/``labels.*`` -> infersent, ``.jsonl``/``.json`` -> jsonl,
+``.tsv`` -> tsv, anything else by its first line (``{`` -> jsonl, a tab -> tsv).
+
+Labels map to ids through a fixed list per task, case-insensitively: by default the 3-way
+``entailment=0, neutral=1, contradiction=2``; 2-way sets (RTE, SciTail) use ``[entailment, not_entailment]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_lm.data.errors import DataError
+from lit_lm.data.tasks import (
+    NO_GOLD_LABEL,
+    EncodedSequences,
+    LabelVocab,
+    LengthGroupedSampler,
+    NLICollator,
+    ReadResult,
+    TaskFormat,
+    as_file_list,
+    check_max_seq_length,
+    encode_pairs,
+    file_digest,
+    holdout_split,
+    log_truncation,
+    read_text_lines,
+    task_tokenizer,
+)
+from lit_lm.data.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
+"""The 3-way SNLI/MultiNLI/SICK/ANLI label list: entailment=0, neutral=1, contradiction=2."""
+NLI_LABELS_2WAY: tuple[str, ...] = ("entailment", "not_entailment")
+"""The 2-way RTE/SciTail label list: entailment=0, not_entailment=1."""
+
+NLIReader = Literal["auto", "jsonl", "tsv", "infersent"]
+
+_JSONL_SCHEMAS = {
+    "SNLI/MultiNLI": ("sentence1", "sentence2", "gold_label"),
+    "simplified": ("premise", "hypothesis", "label"),
+}
+_TSV_COLUMNS = {
+    "premise": ("sentence1", "sentence_a", "premise"),
+    "hypothesis": ("sentence2", "sentence_b", "hypothesis"),
+    "label": ("gold_label", "entailment_label", "label"),
+}
+
+
+@dataclass(frozen=True)
+class NLIExample:
+    """One sentence pair with its label id.
+
+    Args:
+        premise: The first sentence (or passage).
+        hypothesis: The sentence to judge against the premise.
+        label: Index into the task's label list.
+        source: ``file:line`` the example came from (empty for generated data).
+    """
+
+    premise: str
+    hypothesis: str
+    label: int
+    source: str = ""
+
+
+def _labels(labels: Sequence[str] | LabelVocab) -> LabelVocab:
+    return labels if isinstance(labels, LabelVocab) else LabelVocab(labels)
+
+
+# --------------------------------------------------------------------------------------------------- readers
+def read_nli_jsonl(path: str | Path, labels: Sequence[str] | LabelVocab = NLI_LABELS) -> ReadResult[NLIExample]:
+    """Read SNLI/MultiNLI JSONL (``sentence1/sentence2/gold_label``) or the simplified JSONL
+    (``premise/hypothesis/label``); see the module docstring."""
+    vocab = _labels(labels)
+    lines = read_text_lines(path)
+    out: list[NLIExample] = []
+    skipped: dict[str, int] = {}
+    schema: str | None = None
+    schema_line = 0
+    for no, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"malformed JSON ({e.msg} at column {e.colno}); each line must be one JSON object", path, no
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object per line, got {type(obj).__name__}", path, no)
+        if schema is None:
+            schema = next((name for name, fields in _JSONL_SCHEMAS.items() if fields[0] in obj), None)
+            if schema is None:
+                wanted = " or ".join("/".join(f) for f in _JSONL_SCHEMAS.values())
+                raise DataError(f"unrecognised NLI record (keys {sorted(obj)}); expected fields {wanted}", path, no)
+            schema_line = no
+        f_prem, f_hyp, f_label = _JSONL_SCHEMAS[schema]
+        for name in (f_prem, f_hyp, f_label):
+            if name not in obj:
+                raise DataError(
+                    f"missing field {name!r} (this file uses the {schema} fields {f_prem}/{f_hyp}/{f_label}, "
+                    f"seen on line {schema_line})",
+                    path,
+                    no,
+                )
+        for name in (f_prem, f_hyp):
+            if not isinstance(obj[name], str):
+                raise DataError(f"field {name!r} must be a string, got {type(obj[name]).__name__}", path, no)
+        label = vocab.lookup(obj[f_label], path, no)
+        if label is None:
+            skipped[NO_GOLD_LABEL] = skipped.get(NO_GOLD_LABEL, 0) + 1
+            continue
+        out.append(NLIExample(obj[f_prem], obj[f_hyp], label, f"{path}:{no}"))
+    return _finish(out, skipped, path)
+
+
+def read_nli_tsv(path: str | Path, labels: Sequence[str] | LabelVocab = NLI_LABELS) -> ReadResult[NLIExample]:
+    """Read a tab-separated file with a header naming the premise, hypothesis and label columns (see the
+    module docstring for the accepted names); other columns are ignored."""
+    vocab = _labels(labels)
+    lines = read_text_lines(path)
+    header_no = next(i for i, ln in enumerate(lines, 1) if ln.strip())
+    header = lines[header_no - 1].split("\t")
+    folded = [h.strip().lower() for h in header]
+    cols: dict[str, int] = {}
+    for role, names in _TSV_COLUMNS.items():
+        idx = next((folded.index(n) for n in names if n in folded), None)
+        if idx is None:
+            raise DataError(
+                f"header has no {role} column (looked for {', '.join(names)}); found columns {header}. "
+                "NLI TSV files need a header line naming their columns",
+                path,
+                header_no,
+            )
+        cols[role] = idx
+    out: list[NLIExample] = []
+    skipped: dict[str, int] = {}
+    for no in range(header_no + 1, len(lines) + 1):
+        text = lines[no - 1]
+        if not text.strip():
+            continue
+        row = text.split("\t")
+        if len(row) != len(header):
+            raise DataError(
+                f"expected {len(header)} tab-separated columns as in the header (line {header_no}), found {len(row)}; "
+                "fields must not contain tabs or line breaks",
+                path,
+                no,
+            )
+        label = vocab.lookup(row[cols["label"]], path, no)
+        if label is None:
+            skipped[NO_GOLD_LABEL] = skipped.get(NO_GOLD_LABEL, 0) + 1
+            continue
+        out.append(NLIExample(row[cols["premise"]].strip(), row[cols["hypothesis"]].strip(), label, f"{path}:{no}"))
+    if not out and not skipped:
+        raise DataError("has a header but no examples", path, header_no)
+    return _finish(out, skipped, path)
+
+
+def infersent_files(path: str | Path) -> tuple[Path, Path, Path]:
+    """(s1, s2, labels) paths of an InferSent-style split, given its directory or one of its three files."""
+    p = Path(path)
+    if p.is_dir():
+        splits = sorted(f.name[3:] for f in p.iterdir() if f.name.startswith("s1.") and f.is_file())
+        if len(splits) != 1:
+            raise DataError(
+                f"directory holds {len(splits)} InferSent splits {splits}; give the s1.<split> file of the one to read",
+                p,
+            )
+        directory, split = p, splits[0]
+    elif p.name.startswith(("s1.", "s2.", "labels.")):
+        directory, split = p.parent, p.name.split(".", 1)[1]
+    else:
+        raise DataError("not an InferSent-style split: give its directory or a file named s1.<split>", p)
+    return directory / f"s1.{split}", directory / f"s2.{split}", directory / f"labels.{split}"
+
+
+def read_nli_infersent(path: str | Path, labels: Sequence[str] | LabelVocab = NLI_LABELS) -> ReadResult[NLIExample]:
+    """Read InferSent-style parallel files ``s1.<split>`` (premises), ``s2.<split>`` (hypotheses) and
+    ``labels.<split>``: line *i* of each is one pair. Tokenized text is used as it is."""
+    vocab = _labels(labels)
+    s1, s2, lab = infersent_files(path)
+    texts = [read_text_lines(f) for f in (s1, s2, lab)]
+    n = len(texts[0])
+    for f, t in zip((s2, lab), texts[1:], strict=True):
+        if len(t) != n:
+            raise DataError(
+                f"has {len(t)} lines but {s1.name} has {n}; the s1/s2/labels files must be parallel "
+                "(line i of each is one pair)",
+                f,
+                min(len(t), n) + 1,
+            )
+    out: list[NLIExample] = []
+    skipped: dict[str, int] = {}
+    for no, (a, b, y) in enumerate(zip(*texts, strict=True), 1):
+        if not y.strip():
+            raise DataError("empty label line", lab, no)
+        label = vocab.lookup(y, lab, no)
+        if label is None:
+            skipped[NO_GOLD_LABEL] = skipped.get(NO_GOLD_LABEL, 0) + 1
+            continue
+        out.append(NLIExample(a.strip(), b.strip(), label, f"{s1}:{no}"))
+    return _finish(out, skipped, s1)
+
+
+def _finish(out: list[NLIExample], skipped: dict[str, int], path: str | Path) -> ReadResult[NLIExample]:
+    if not out:
+        detail = f" (all {sum(skipped.values())} records skipped: {skipped})" if skipped else ""
+        raise DataError(f"no examples{detail}", path)
+    result = ReadResult(out, skipped, str(path))
+    result.log_summary()
+    return result
+
+
+def detect_nli_reader(path: str | Path) -> str:
+    """The reader ``auto`` picks for ``path`` (see the module docstring)."""
+    p = Path(path)
+    if p.is_dir() or p.name.startswith(("s1.", "s2.", "labels.")):
+        return "infersent"
+    if not p.exists():
+        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == ".tsv":
+        return "tsv"
+    with open(p, "rb") as f:
+        first = next((ln for ln in f if ln.strip()), b"")
+    if first.lstrip(b"\xef\xbb\xbf \t").startswith(b"{"):
+        return "jsonl"
+    if b"\t" in first:
+        return "tsv"
+    raise DataError("cannot tell the file format from its name or first line; set reader: jsonl, tsv or infersent", p)
+
+
+_READERS = {"jsonl": read_nli_jsonl, "tsv": read_nli_tsv, "infersent": read_nli_infersent}
+
+
+def read_nli(
+    path: str | Path, labels: Sequence[str] | LabelVocab = NLI_LABELS, reader: NLIReader = "auto"
+) -> ReadResult[NLIExample]:
+    """Read an NLI file with the named reader, or the one ``auto`` detects."""
+    kind = detect_nli_reader(path) if reader == "auto" else reader
+    if kind not in _READERS:
+        raise DataError(f"unknown reader {reader!r}; use auto, jsonl, tsv or infersent", path)
+    return _READERS[kind](path, labels)
+
+
+# --------------------------------------------------------------------------------------------------- dataset
+class NLIDataset(Dataset):
+    """Tokenized, formatted sentence pairs; items are collated by :class:`~lit_lm.data.tasks.NLICollator`.
+
+    Args:
+        encoded: The formatted sequences (from :func:`~lit_lm.data.tasks.encode_pairs`).
+        labels: (n,) label ids.
+    """
+
+    def __init__(self, encoded: EncodedSequences, labels: np.ndarray) -> None:
+        if len(encoded) != len(labels):
+            raise ValueError(f"{len(encoded)} sequences but {len(labels)} labels")
+        self.encoded = encoded
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        e = self.encoded
+        return {
+            "input_ids": e.sequence(i),
+            "segment_start": int(e.segment_starts[i]),
+            "extract_position": int(e.extract_positions[i]),
+            "label": int(self.labels[i]),
+        }
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.encoded.lengths
+
+
+def tokenize_nli(
+    examples: Sequence[NLIExample],
+    tokenizer: Tokenizer,
+    format: TaskFormat = "decoder",
+    start_token: bool = True,
+    max_seq_length: int = 128,
+    name: str = "nli",
+) -> NLIDataset:
+    """Format and tokenize NLI examples once (premise first, hypothesis second); truncations are logged."""
+    encoded = encode_pairs(
+        tokenizer, [e.premise for e in examples], [e.hypothesis for e in examples], format, start_token, max_seq_length
+    )
+    log_truncation(name, encoded, max_seq_length)
+    return NLIDataset(encoded, np.array([e.label for e in examples], dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------------- datamodule
+class NLIDataModule(L.LightningDataModule):
+    """Sentence-pair classification data (SNLI, MultiNLI, SICK, RTE, ...) for GPT-1 or BERT style fine-tuning.
+
+    The tokenizer is loaded (or trained) in ``__init__``, so ``vocab_size``, ``pad_token_id`` and ``num_labels``
+    are known before ``fit``; files are read and tokenized once, in :meth:`setup`.
+
+    Batches are dicts of ``torch.long`` tensors: ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T),
+    ``extract_positions`` (B,) -- the position the classifier reads (``[EXTRACT]`` for decoder, 0 for encoder)
+    -- and ``labels`` (B,).
+
+    Args:
+        train_files: Training files (any reader format; see :mod:`lit_lm.data.nli`). None: the built-in
+            generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_nli`), which needs no files.
+        val_files: Validation files. None: the built-in validation split when ``train_files`` is None,
+            else a seeded random ``val_fraction`` of the training examples is held out.
+        test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
+            is None, else no test set.
+        tokenizer: Path to a ``tokenizer.json``, a BERT ``vocab.txt``, or a directory holding one -- normally the
+            pretraining tokenizer. None: train a WordPiece tokenizer on the training text (cached in
+            ``cache_dir``).
+        labels: The label list; ``labels[i]`` gets id ``i``; matched case-insensitively. None: the 3-way
+            ``[entailment, neutral, contradiction]``. Use ``[entailment, not_entailment]`` for RTE/SciTail.
+        format: ``decoder``: GPT-1's ``[CLS] premise [DELIM] hypothesis [EXTRACT]``; ``encoder``: BERT's
+            ``[CLS] premise [SEP] hypothesis [SEP]`` with token type ids 0/1.
+        start_token: Decoder format: begin each sequence with ``[CLS]`` as the start token (GPT-1 had one).
+        max_seq_length: Longest sequence including special tokens; longer pairs are cut longest-first.
+        batch_size: Examples per batch (per device).
+        group_by_length: Order training batches so each holds similar lengths (less padding, still shuffled).
+        num_workers: DataLoader worker processes (0: load in the main process; batches are cheap here).
+        seed: Seed for shuffling, length grouping and the validation hold-out.
+        val_fraction: Share of the training examples held out for validation when ``val_files`` is None.
+        reader: File format: ``auto`` (by name, then by first line), ``jsonl``, ``tsv`` or ``infersent``.
+        vocab_size: Vocabulary size of a tokenizer trained here (ignored when ``tokenizer`` is given).
+        lowercase: Lowercase text (a trained tokenizer, or a ``vocab.txt``: match the checkpoint's casing).
+        cache_dir: Where trained task tokenizers are cached.
+    """
+
+    def __init__(
+        self,
+        train_files: list[str] | None = None,
+        val_files: list[str] | None = None,
+        test_files: list[str] | None = None,
+        tokenizer: str | None = None,
+        labels: list[str] | None = None,
+        format: Literal["decoder", "encoder"] = "decoder",
+        start_token: bool = True,
+        max_seq_length: int = 128,
+        batch_size: int = 32,
+        group_by_length: bool = False,
+        num_workers: int = 0,
+        seed: int = 42,
+        val_fraction: float = 0.05,
+        reader: Literal["auto", "jsonl", "tsv", "infersent"] = "auto",
+        vocab_size: int = 8192,
+        lowercase: bool = True,
+        cache_dir: str = ".cache/lit_lm",
+    ) -> None:
+        super().__init__()
+        self.train_files = as_file_list(train_files)
+        self.val_files = as_file_list(val_files)
+        self.test_files = as_file_list(test_files)
+        self.label_vocab = LabelVocab(NLI_LABELS if labels is None else labels)
+        self.label_names: list[str] = list(self.label_vocab.names)
+        self.num_labels: int = len(self.label_vocab)
+        if format not in ("decoder", "encoder"):
+            raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
+        self.format: TaskFormat = format
+        self.start_token = start_token
+        check_max_seq_length(max_seq_length, format, start_token)
+        self.max_seq_length = max_seq_length
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.reader: NLIReader = reader
+        if self.train_files is None and [n.lower() for n in self.label_names] != list(NLI_LABELS):
+            raise DataError(
+                f"the built-in NLI dataset (used when train_files is not set) is 3-way {list(NLI_LABELS)}; "
+                f"labels={self.label_names} needs train_files with those labels"
+            )
+        self._read_cache: dict[str, ReadResult[NLIExample]] = {}
+        self._splits: dict[str, list[NLIExample]] = {}
+        self.datasets: dict[str, NLIDataset] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        """Per split: ``examples``, ``skipped`` (reason -> count) and ``truncated``, filled by :meth:`setup`."""
+
+        self.tokenizer: Tokenizer = task_tokenizer(
+            tokenizer,
+            texts=self._tokenizer_texts,
+            key=self._tokenizer_key,
+            vocab_size=vocab_size,
+            lowercase=lowercase,
+            cache_dir=cache_dir,
+        )
+        if format == "decoder":
+            self.tokenizer.require_decoder_tokens()
+        self.vocab_size: int = self.tokenizer.vocab_size
+        self.pad_token_id: int = self.tokenizer.pad_id
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def _tokenizer_key(self) -> list[str]:
+        if self.train_files is None:
+            from lit_lm.data.builtin_tasks import BUILTIN_VERSION
+
+            return [f"builtin-nli-v{BUILTIN_VERSION}"]
+        return ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
+
+    def _paths(self, f: str) -> list[Path]:
+        p = Path(f)
+        if p.is_dir() or p.name.startswith(("s1.", "s2.", "labels.")):
+            return list(infersent_files(p))
+        if not p.is_file():
+            raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+        return [p]
+
+    def _tokenizer_texts(self) -> list[str]:
+        examples = self.examples("train")
+        return [t for e in examples for t in (e.premise, e.hypothesis)]
+
+    def _read(self, files: list[str]) -> tuple[list[NLIExample], dict[str, int]]:
+        examples: list[NLIExample] = []
+        skipped: dict[str, int] = {}
+        for f in files:
+            if f not in self._read_cache:
+                self._read_cache[f] = read_nli(f, self.label_vocab, self.reader)
+            res = self._read_cache[f]
+            examples.extend(res.examples)
+            for k, v in res.skipped.items():
+                skipped[k] = skipped.get(k, 0) + v
+        return examples, skipped
+
+    def examples(self, split: str) -> list[NLIExample]:
+        """The examples of ``train``, ``val`` or ``test`` (read once and kept)."""
+        if split in self._splits:
+            return self._splits[split]
+        files = {"train": self.train_files, "val": self.val_files, "test": self.test_files}[split]
+        skipped: dict[str, int] = {}
+        if files is not None:
+            examples, skipped = self._read(files)
+            if split == "train" and self.val_files is None:
+                train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
+                examples = [examples[i] for i in train_idx]
+        elif self.train_files is None:
+            from lit_lm.data.builtin_tasks import builtin_nli
+
+            examples = builtin_nli(split)
+        elif split == "val":
+            full, skipped = self._read(self.train_files)
+            _, val_idx = holdout_split(len(full), self.val_fraction, self.seed)
+            examples = [full[i] for i in val_idx]
+            skipped = {}
+            log.info(
+                "validation: held out %d of %d training examples (val_fraction=%s)",
+                len(examples),
+                len(full),
+                self.val_fraction,
+            )
+        else:
+            raise DataError("no test_files set; give test_files to run test or predict")
+        self._splits[split] = examples
+        self.stats.setdefault(split, {})
+        self.stats[split].update(examples=len(examples), skipped=skipped)
+        return examples
+
+    # ---------------------------------------------------------------------------------------------- lightning
+    def setup(self, stage: str | None = None) -> None:
+        """Read and tokenize the splits the stage needs (``fit``: train + val; ``validate``: val;
+        ``test``/``predict``: test)."""
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in needed.get(stage or "fit", ("train", "val")):
+            self._dataset(split)
+
+    def _dataset(self, split: str) -> NLIDataset:
+        if split not in self.datasets:
+            ds = tokenize_nli(
+                self.examples(split), self.tokenizer, self.format, self.start_token, self.max_seq_length, split
+            )
+            self.datasets[split] = ds
+            self.stats[split]["truncated"] = ds.encoded.n_truncated
+        return self.datasets[split]
+
+    def _loader(self, ds: NLIDataset, train: bool) -> DataLoader:
+        kwargs: dict[str, Any] = dict(
+            batch_size=self.batch_size,
+            collate_fn=NLICollator(self.pad_token_id),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+        if train and self.group_by_length:
+            kwargs["sampler"] = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
+        elif train:
+            kwargs["shuffle"] = True
+            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ds, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("val"), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), train=False)

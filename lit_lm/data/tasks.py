@@ -1,0 +1,535 @@
+"""Machinery shared by the fine-tuning task data (NLI in :mod:`lit_lm.data.nli`, multiple choice in
+:mod:`lit_lm.data.multiple_choice`).
+
+- Reading: :func:`read_text_lines` (UTF-8 check with file:line, BOM and CRLF handled), :class:`LabelVocab` (label
+  name -> id, case-insensitive), :class:`ReadResult` (examples + counts of skipped ones).
+- Formatting: :func:`encode_pairs` turns (first text, second text) pairs into model inputs, in one of two layouts::
+
+      decoder (GPT-1):  [CLS]? first [DELIM] second [EXTRACT]     token types all 0, features read at [EXTRACT]
+      encoder (BERT):   [CLS] first [SEP] second [SEP]            token types 0 ... 0 1 ... 1, features at [CLS]
+
+  Pairs longer than ``max_seq_length`` are cut longest-first: one token at a time from the end of the longer
+  text (the second one on ties), as Hugging Face's ``truncation="longest_first"`` does. The special tokens are
+  always kept.
+- Batching: :class:`NLICollator` and :class:`MultipleChoiceCollator` pad each batch to its own longest sequence;
+  :class:`LengthGroupedSampler` orders training examples so that a batch holds similar lengths.
+- :func:`task_tokenizer`: load the given tokenizer, or train (and cache) one on the task text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import math
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from lit_lm.data.errors import DataError
+from lit_lm.data.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+TaskFormat = Literal["decoder", "encoder"]
+E = TypeVar("E")
+
+NO_GOLD_LABEL = "no gold label ('-' or -1)"
+
+
+# --------------------------------------------------------------------------------------------------- reading
+def decode_utf8(data: bytes, path: Path) -> str:
+    """Decode UTF-8 (dropping a BOM); on failure name the line and byte."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        bad = data[e.start : e.start + 1]
+        raise DataError(
+            f"not valid UTF-8 (byte {bad!r}); convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
+            path,
+            line,
+        ) from None
+
+
+def read_bytes_checked(path: str | Path) -> tuple[Path, bytes]:
+    """Read a whole file, raising :class:`DataError` if it is missing, a directory or empty (whitespace only)."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError("is a directory; give the data file inside it", p)
+    if not p.is_file():
+        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    data = p.read_bytes()
+    if not data.strip():
+        raise DataError("file is empty; expected examples", p)
+    return p, data
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file without their line endings (LF or CRLF); ``lines[i]`` is line ``i + 1``.
+
+    Raises :class:`DataError` if the file is missing, empty or not UTF-8 (naming the line). Only ``\\n`` ends a
+    line, so a stray ``\\r`` or Unicode line separator inside a field does not shift line numbers.
+    """
+    p, data = read_bytes_checked(path)
+    text = decode_utf8(data, p)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+@dataclass
+class ReadResult(Generic[E]):
+    """What a reader returns: the examples, and how many input records it skipped and why.
+
+    Unpacks as ``examples, skipped = read_...(path)``.
+    """
+
+    examples: list[E]
+    skipped: dict[str, int] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.examples
+        yield self.skipped
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def log_summary(self) -> None:
+        """Log the counts (skipped records at WARNING level, so they are never silent)."""
+        if self.skipped:
+            detail = ", ".join(f"{n} with {why}" for why, n in self.skipped.items())
+            log.warning("%s: read %d examples, skipped %d (%s)", self.path, len(self.examples), self.n_skipped, detail)
+        else:
+            log.info("%s: read %d examples", self.path, len(self.examples))
+
+
+class LabelVocab:
+    """A fixed, ordered label list: ``names[i]`` has id ``i``. Lookup ignores case and surrounding spaces.
+
+    A label may also be given as its id (an int, or a string of digits that is not a label name). ``-`` and
+    ``-1`` mean "no gold label" (SNLI/MultiNLI pairs without annotator consensus): :meth:`lookup` returns None
+    and the reader skips and counts the record.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        names = [str(n) for n in names]
+        if not names:
+            raise DataError("labels must list at least one label name")
+        folded = [n.strip().lower() for n in names]
+        dupes = sorted({n for n in folded if folded.count(n) > 1})
+        if dupes or "" in folded:
+            raise DataError(f"labels must be distinct, non-empty names (case-insensitive); got {names}")
+        self.names: list[str] = names
+        self._ids = {n: i for i, n in enumerate(folded)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lookup(self, value: object, path: str | Path, line: int) -> int | None:
+        """The id of ``value``; None for "no gold label"; :class:`DataError` (at ``path:line``) if unknown."""
+        if isinstance(value, bool):
+            pass  # JSON true/false is no label
+        elif isinstance(value, int):
+            if value == -1:
+                return None
+            if 0 <= value < len(self.names):
+                return value
+        elif isinstance(value, str):
+            key = value.strip().lower()
+            if key in self._ids:
+                return self._ids[key]
+            if key == "-" or key == "-1":
+                return None
+            if key.isdigit() and int(key) < len(self.names):
+                return int(key)
+        allowed = ", ".join(self.names)
+        raise DataError(
+            f"unknown label {value!r}; allowed: {allowed} (or their ids 0..{len(self.names) - 1}); "
+            "set `labels` to this dataset's label list (e.g. [entailment, not_entailment] for RTE/SciTail)",
+            path,
+            line,
+        )
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (for cache keys)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------- formatting
+def num_special_tokens(format: TaskFormat, start_token: bool = True) -> int:
+    """How many special tokens a formatted pair carries."""
+    if format == "decoder":
+        return 2 + int(start_token)
+    if format == "encoder":
+        return 3
+    raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
+
+
+def check_max_seq_length(max_seq_length: int, format: TaskFormat, start_token: bool = True) -> int:
+    """Raise :class:`DataError` naming ``max_seq_length`` unless it fits the special tokens and one token of each
+    text; returns the number of special tokens."""
+    n_special = num_special_tokens(format, start_token)
+    if max_seq_length < n_special + 2:
+        raise DataError(
+            f"max_seq_length={max_seq_length} is too small: the {format} format uses {n_special} special tokens "
+            f"and needs room for at least one token of each text; set max_seq_length >= {n_special + 2}"
+        )
+    return n_special
+
+
+def truncate_longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """Lengths after removing tokens one at a time from the longer of two texts (from ``b`` on ties) until
+    ``len_a + len_b <= budget``. Closed form of that loop."""
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    short = min(len_a, len_b)
+    if 2 * short <= budget:  # only the longer one is cut
+        return (budget - short, short) if len_a > len_b else (short, budget - short)
+    return (budget + 1) // 2, budget // 2  # both cut to (near) equal; a keeps the odd token
+
+
+@dataclass
+class EncodedSequences:
+    """Formatted token sequences stored flat: sequence ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``.
+
+    Attributes:
+        tokens: All token ids, concatenated (int32).
+        offsets: (n + 1,) start of each sequence in ``tokens``.
+        segment_starts: (n,) first position whose token type id is 1 (the sequence length in the decoder
+            format, which has no second segment).
+        extract_positions: (n,) position the classifier reads: ``[EXTRACT]`` (decoder) or 0 (``[CLS]``, encoder).
+        n_truncated: How many sequences were cut to fit ``max_seq_length``.
+    """
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    segment_starts: np.ndarray
+    extract_positions: np.ndarray
+    n_truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _encode_unique(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """``encode_batch`` on the distinct texts only (SNLI repeats each premise three times)."""
+    index: dict[str, int] = {}
+    for t in texts:
+        index.setdefault(t, len(index))
+    encoded = tokenizer.encode_batch(list(index)) if index else []
+    return [encoded[index[t]] for t in texts]
+
+
+def encode_pairs(
+    tokenizer: Tokenizer,
+    firsts: Sequence[str],
+    seconds: Sequence[str],
+    format: TaskFormat = "decoder",
+    start_token: bool = True,
+    max_seq_length: int = 128,
+) -> EncodedSequences:
+    """Tokenize and format text pairs (see the module docstring for the two layouts).
+
+    Args:
+        tokenizer: Supplies the token ids; the decoder format needs its ``[DELIM]`` and ``[EXTRACT]``.
+        firsts: First texts (premise, or multiple-choice context).
+        seconds: Second texts (hypothesis, or choice), same length as ``firsts``.
+        format: ``decoder`` (GPT-1) or ``encoder`` (BERT).
+        start_token: Decoder format only: begin with ``[CLS]`` as GPT-1's start token.
+        max_seq_length: Longest sequence, special tokens included; longer pairs are cut longest-first.
+    """
+    if len(firsts) != len(seconds):
+        raise ValueError(f"encode_pairs got {len(firsts)} first texts but {len(seconds)} second texts")
+    n_special = check_max_seq_length(max_seq_length, format, start_token)
+    if format == "decoder":
+        tokenizer.require_decoder_tokens()
+        head = [tokenizer.cls_id] if start_token else []
+        mid, tail = [tokenizer.delim_id], [tokenizer.extract_id]
+    else:
+        head, mid, tail = [tokenizer.cls_id], [tokenizer.sep_id], [tokenizer.sep_id]
+    budget = max_seq_length - n_special
+    enc_a = _encode_unique(tokenizer, firsts)
+    enc_b = _encode_unique(tokenizer, seconds)
+
+    n = len(enc_a)
+    lengths = np.empty(n, dtype=np.int64)
+    segment_starts = np.empty(n, dtype=np.int64)
+    pieces: list[list[int]] = []
+    n_truncated = 0
+    for i, (a, b) in enumerate(zip(enc_a, enc_b, strict=True)):
+        la, lb = truncate_longest_first(len(a), len(b), budget)
+        if la < len(a) or lb < len(b):
+            n_truncated += 1
+            a, b = a[:la], b[:lb]
+        seq = head + a + mid + b + tail
+        pieces.append(seq)
+        lengths[i] = len(seq)
+        segment_starts[i] = len(seq) if format == "decoder" else len(head) + la + 1
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = np.fromiter((t for seq in pieces for t in seq), dtype=np.int32, count=int(offsets[-1]))
+    extract = lengths - 1 if format == "decoder" else np.zeros(n, dtype=np.int64)
+    return EncodedSequences(tokens, offsets, segment_starts, extract, n_truncated)
+
+
+def log_truncation(what: str, encoded: EncodedSequences, max_seq_length: int) -> None:
+    """Log how many sequences were cut (WARNING when more than 1%)."""
+    n, k = len(encoded), encoded.n_truncated
+    if k == 0:
+        return
+    level = logging.WARNING if k > 0.01 * n else logging.INFO
+    log.log(level, "%s: truncated %d of %d sequences to max_seq_length=%d (longest-first)", what, k, n, max_seq_length)
+
+
+# --------------------------------------------------------------------------------------------------- batching
+def _pad(seqs: Sequence[np.ndarray], segment_starts: Sequence[int], pad_id: int):
+    """Right-pad to the longest sequence -> (input_ids, attention_mask, token_type_ids), each (N, T) long."""
+    t = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), t), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), t), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    starts = np.asarray(segment_starts, dtype=np.int64)
+    types = (np.arange(t)[None, :] >= starts[:, None]).astype(np.int64) * mask
+    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)
+
+
+class NLICollator:
+    """Pads sentence-pair items (from :class:`lit_lm.data.nli.NLIDataset`) into a batch dict::
+
+        input_ids (B, T), attention_mask (B, T) 1/0, token_type_ids (B, T), extract_positions (B,), labels (B,)
+
+    all ``torch.long``; ``T`` is the longest sequence in this batch (dynamic padding).
+
+    Args:
+        pad_id: Token id used for padding (the tokenizer's ``[PAD]``).
+    """
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, mask, types = _pad([it["input_ids"] for it in items], [it["segment_start"] for it in items], self.pad_id)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": types,
+            "extract_positions": torch.tensor([it["extract_position"] for it in items], dtype=torch.long),
+            "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        }
+
+
+class MultipleChoiceCollator:
+    """Pads multiple-choice items (from :class:`lit_lm.data.multiple_choice.MultipleChoiceDataset`)::
+
+        input_ids (B, C, T), attention_mask (B, C, T), token_type_ids (B, C, T), extract_positions (B, C),
+        labels (B,)  -- the index of the right choice
+
+    all ``torch.long``; ``T`` is the longest choice sequence in this batch.
+
+    Args:
+        pad_id: Token id used for padding (the tokenizer's ``[PAD]``).
+    """
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        b, c = len(items), len(items[0]["input_ids"])
+        seqs = [s for it in items for s in it["input_ids"]]
+        starts = [s for it in items for s in it["segment_start"]]
+        ids, mask, types = _pad(seqs, starts, self.pad_id)
+        t = ids.size(1)
+        extract = np.stack([np.asarray(it["extract_position"], dtype=np.int64) for it in items])
+        return {
+            "input_ids": ids.view(b, c, t),
+            "attention_mask": mask.view(b, c, t),
+            "token_type_ids": types.view(b, c, t),
+            "extract_positions": torch.from_numpy(extract),
+            "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        }
+
+
+class LengthGroupedSampler(DistributedSampler):
+    """Shuffled order in which neighbouring examples have similar lengths, so padded batches waste little.
+
+    Each epoch: shuffle all indices (seeded by ``seed`` and the epoch), cut them into groups of ``mega_batches``
+    batches, sort each group by length (longest first), cut it into batches, shuffle the batches, and put the
+    batch holding the longest example first (an out-of-memory error shows at once).
+
+    Use it as ``DataLoader(dataset, batch_size=batch_size, sampler=...)``. It is distributed-aware: under DDP
+    (a ``torch.distributed`` process group is up when it is iterated) every rank builds the same global order
+    with "batches" of ``batch_size * world_size`` indices and takes every ``world_size``-th index, so each
+    rank's batch again holds similar lengths. It subclasses ``DistributedSampler`` only so that Lightning
+    leaves it in place rather than wrapping it in a sampler that would reshuffle it; world size and rank are
+    read when iterating, so it works without a process group too. Lightning calls ``set_epoch`` each epoch.
+
+    Args:
+        lengths: Length of each example (for multiple choice, of its longest choice).
+        batch_size: Batch size of the DataLoader (per device).
+        seed: Base seed; the same seed and epoch give the same order.
+        mega_batches: Batches per sorted group: larger groups pad less but shuffle less.
+        num_replicas: World size; None: from ``torch.distributed`` (1 without a process group).
+        rank: This process's rank; None: from ``torch.distributed`` (0 without a process group).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int = 42,
+        mega_batches: int = 50,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        # DistributedSampler.__init__ is not called: it needs a process group at construction time.
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.mega_batches = max(1, mega_batches)
+        self._num_replicas = num_replicas
+        self._rank = rank
+        self.epoch = 0
+        self.shuffle = True
+        self.drop_last = False
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        if self._num_replicas is not None:
+            return self._num_replicas
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size()
+        return 1
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        if self._rank is not None:
+            return self._rank
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank()
+        return 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Indices this rank yields per epoch (the last round is padded with repeats, as DistributedSampler does)."""
+        return math.ceil(len(self.lengths) / self.num_replicas)
+
+    def global_order(self) -> np.ndarray:
+        """This epoch's order over all ranks (length padded to a multiple of the world size)."""
+        n, world = len(self.lengths), self.num_replicas
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        unit = self.batch_size * world
+        perm = rng.permutation(n)
+        group = unit * self.mega_batches
+        batches: list[np.ndarray] = []
+        for start in range(0, n, group):
+            chunk = perm[start : start + group]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + unit] for i in range(0, len(chunk), unit))
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        longest = max(range(len(batches)), key=lambda i: int(self.lengths[batches[i]].max()))
+        batches[0], batches[longest] = batches[longest], batches[0]
+        order = np.concatenate(batches)
+        pad = (-n) % world
+        return np.concatenate([order, order[:pad]]) if pad else order
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.global_order()[self.rank :: self.num_replicas].tolist())
+
+
+# --------------------------------------------------------------------------------------------------- splits
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train_idx, val_idx): a seeded random ``fraction`` of ``n`` (at least 1) is held out."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {fraction}")
+    if n < 2:
+        raise DataError(f"cannot hold out a validation split from {n} training example(s); pass val_files")
+    k = min(n - 1, max(1, round(n * fraction)))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+# --------------------------------------------------------------------------------------------------- tokenizer
+def task_tokenizer(
+    tokenizer: str | None,
+    texts: Callable[[], Iterable[str]],
+    key: Callable[[], Sequence[str]],
+    vocab_size: int,
+    lowercase: bool,
+    cache_dir: str,
+) -> Tokenizer:
+    """Load ``tokenizer`` (a tokenizer.json, BERT vocab.txt or a directory holding one); if None, train a
+    WordPiece tokenizer on ``texts()`` and cache it under ``cache_dir`` keyed on ``key()`` (e.g. the training
+    files' hashes) and the settings.
+
+    A task-only tokenizer is for trying things out: a fine-tuning run normally passes the pretraining
+    tokenizer (its ids are what the pretrained embeddings were trained on), so this warns.
+    """
+    if tokenizer is not None:
+        return Tokenizer.from_file(tokenizer, lowercase=lowercase)
+    digest = hashlib.sha256("\0".join([*key(), f"vocab_size={vocab_size}", f"lowercase={lowercase}"]).encode())
+    path = Path(cache_dir) / "task_tokenizers" / f"{digest.hexdigest()[:20]}.json"
+    warnings.warn(
+        "no tokenizer given: using a WordPiece tokenizer trained on this task's training text "
+        f"({path}); a fine-tuning run normally passes the pretraining tokenizer (`tokenizer: path/to/tokenizer.json`)",
+        UserWarning,
+        stacklevel=3,
+    )
+    if path.is_file():
+        return Tokenizer.from_file(path)
+    tok = Tokenizer.train_from_texts(texts(), vocab_size=vocab_size, lowercase=lowercase)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")  # ranks may race: own tmp file
+    tok.save(tmp)
+    os.replace(tmp, path)
+    tok.path = str(path)
+    log.info("trained a task tokenizer (vocab %d) -> %s", tok.vocab_size, path)
+    return tok
+
+
+def as_file_list(files: str | Sequence[str] | None) -> list[str] | None:
+    """Accept one path or a list of paths (YAML users write either)."""
+    if files is None:
+        return None
+    if isinstance(files, (str, os.PathLike)):
+        return [str(files)]
+    out = [str(f) for f in files]
+    if not out:
+        raise DataError("an empty file list was given; leave the setting out (null) instead")
+    return out
