@@ -4,6 +4,8 @@ Everything here stands beside :mod:`lit_lm.model` (no import of it) and raises :
 """
 
 from lit_lm.data.builtin_tasks import builtin_multiple_choice, builtin_nli
+from lit_lm.data.builtin_text import builtin_corpus
+from lit_lm.data.corpus import PreparedCorpus, prepare_corpus, read_corpus, split_sentences
 from lit_lm.data.errors import DataError
 from lit_lm.data.multiple_choice import (
     MultipleChoiceDataModule,
@@ -14,10 +16,19 @@ from lit_lm.data.multiple_choice import (
     read_story_cloze,
 )
 from lit_lm.data.nli import NLI_LABELS, NLI_LABELS_2WAY, NLIDataModule, NLIExample, read_nli
+from lit_lm.data.pretraining import CausalLMDataModule, MaskedLMDataModule, MLMCollator
 from lit_lm.data.tasks import LengthGroupedSampler, MultipleChoiceCollator, NLICollator
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 __all__ = [
+    "CausalLMDataModule",
+    "MaskedLMDataModule",
+    "MLMCollator",
+    "PreparedCorpus",
+    "builtin_corpus",
+    "prepare_corpus",
+    "read_corpus",
+    "split_sentences",
     "NLI_LABELS",
     "NLI_LABELS_2WAY",
     "SPECIAL_TOKENS",

@@ -1,0 +1,363 @@
+"""Corpus reading (BOM, CRLF, Gutenberg, JSONL, errors with file:line) and preparation (cache, split, arrays)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lit_lm.data import corpus as corpus_mod
+from lit_lm.data.builtin_text import builtin_corpus, write_builtin_corpus
+from lit_lm.data.corpus import (
+    PreparedCorpus,
+    prepare_corpus,
+    prepare_main,
+    read_corpus,
+    resolve_files,
+    split_corpus,
+    split_sentences,
+)
+from lit_lm.data.errors import DataError
+from lit_lm.data.tokenizer import Tokenizer
+
+GUTENBERG = (
+    "\ufeffThe Project Gutenberg EBook of Tiny Book, by Nobody\r\n"
+    "\r\n"
+    "This eBook is for the use of anyone anywhere.\r\n"
+    "\r\n"
+    "*** START OF THIS PROJECT GUTENBERG EBOOK TINY BOOK ***\r\n"
+    "\r\n"
+    "\r\n"
+    "CHAPTER I.\r\n"
+    "\r\n"
+    "It was a bright cold day in April, and the clocks were\r\n"
+    "striking thirteen. Mr. Smith went home. “Who is there?” said he.\r\n"
+    "\r\n"
+    "The second paragraph has one sentence.\r\n"
+    "\r\n"
+    "End of the Project Gutenberg EBook of Tiny Book, by Nobody\r\n"
+    "\r\n"
+    "*** END OF THIS PROJECT GUTENBERG EBOOK TINY BOOK ***\r\n"
+    "\r\n"
+    "Section 1. General Terms of Use and Redistributing Project Gutenberg-tm\r\n"
+)
+
+
+def words_tokenizer(*texts: str, vocab_size: int = 500) -> Tokenizer:
+    return Tokenizer.train_from_texts(list(texts) * 5, vocab_size=vocab_size)
+
+
+def story_docs(n_docs: int = 40, seed: int = 0) -> str:
+    docs = builtin_corpus(seed=seed, num_docs=n_docs)
+    return "\n\n".join(" ".join(d) for d in docs) + "\n"
+
+
+@pytest.fixture(scope="module")
+def story_tok() -> Tokenizer:
+    return Tokenizer.train_from_texts([" ".join(d) for d in builtin_corpus(num_docs=200)], vocab_size=2000)
+
+
+# --------------------------------------------------------------------------------------------- sentences
+def test_sentence_splitter_rules() -> None:
+    text = 'Mr. Darcy came at 5 p.m. today. He sat down! "Who?" she asked. J. R. Smith wrote it. (Yes.) Fine.'
+    assert split_sentences(text) == [
+        "Mr. Darcy came at 5 p.m. today.",
+        "He sat down!",
+        '"Who?" she asked.',
+        "J. R. Smith wrote it.",
+        "(Yes.)",
+        "Fine.",
+    ]
+    wrapped = "It was a bright cold day in April, and the\nclocks were striking thirteen. Winston\nSmith slipped in."
+    assert split_sentences(wrapped) == [
+        "It was a bright cold day in April, and the clocks were striking thirteen.",
+        "Winston Smith slipped in.",
+    ]
+    verses = (
+        "  1 In the beginning God created the heaven.\n  2 And the earth was void; and dark.\n"
+        "  3 And God said, Let there be light: and there was light."
+    )
+    assert split_sentences(verses) == [  # auto: every line ends in punctuation -> one unit per line
+        "1 In the beginning God created the heaven.",
+        "2 And the earth was void; and dark.",
+        "3 And God said, Let there be light: and there was light.",
+    ]
+    assert split_sentences("a b\nc d", "line") == ["a b", "c d"]
+    assert split_sentences("a b\nc d", "punct") == ["a b c d"]
+    assert split_sentences("   \n ") == []
+
+
+# --------------------------------------------------------------------------------------------- reading
+def test_bom_crlf_gutenberg_text(tmp_path: Path) -> None:
+    f = tmp_path / "book.txt"
+    f.write_bytes(GUTENBERG.encode("utf-8"))
+    docs = read_corpus([f]).documents()
+    assert [d.sentences for d in docs] == [
+        ["CHAPTER I."],
+        [
+            "It was a bright cold day in April, and the clocks were striking thirteen.",
+            "Mr. Smith went home.",
+            "“Who is there?” said he.",
+        ],
+        ["The second paragraph has one sentence."],
+    ]
+    assert [d.line for d in docs] == [8, 10, 13]
+    everything = "".join(s for d in docs for s in d.sentences)
+    assert "\ufeff" not in everything and "\r" not in everything and "Gutenberg" not in everything
+    assert docs[1].num_chars == len(
+        "It was a bright cold day in April, and the clocks were\n"
+        "striking thirteen. Mr. Smith went home. “Who is there?” said he."
+    )
+    assert docs[1].num_bytes == docs[1].num_chars + 2 * 2  # two 3-byte curly quotes
+    # a whole file as one document; no stripping keeps the header
+    (one,) = read_corpus([f], doc_split="file").documents()
+    assert len(one.sentences) == 5
+    kept = read_corpus([f], strip_gutenberg=False).documents()
+    assert kept[0].sentences[0].startswith("The Project Gutenberg EBook") and kept[0].line == 1
+
+
+def test_plain_text_without_markers_is_unchanged(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("*** Not a Gutenberg line ***\n\nHello there. Good bye.\n", encoding="utf-8")
+    docs = read_corpus([f]).documents()
+    assert [d.sentences for d in docs] == [["*** Not a Gutenberg line ***"], ["Hello there.", "Good bye."]]
+
+
+def test_jsonl_records_and_skipped_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "c.jsonl"
+    lines = [
+        {"body": "First doc. Two sentences.", "id": 1},
+        {"body": "   ", "id": 2},
+        {"body": "Second doc.\n\nWith a paragraph. And more.", "id": 3},
+    ]
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        c = read_corpus([f], text_field="body")
+    docs = c.documents()
+    assert [d.sentences for d in docs] == [
+        ["First doc.", "Two sentences."],
+        ["Second doc.", "With a paragraph.", "And more."],
+    ]
+    assert [d.line for d in docs] == [1, 3]
+    assert c.skipped == {"empty_records": 1}
+    assert "skipped 1 JSONL record" in caplog.text
+
+
+def test_directory_means_sorted_txt_and_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("Bee.\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "Ay."}\n')
+    (tmp_path / "notes.md").write_text("ignored\n")
+    assert [p.name for p in resolve_files(tmp_path)] == ["a.jsonl", "b.txt"]
+    assert [d.sentences for d in read_corpus(tmp_path).documents()] == [["Ay."], ["Bee."]]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no \\*.txt or \\*.jsonl"):
+        resolve_files(empty)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "message"),
+    [
+        ("bad.txt", b"ok line\nsecond\nthird \xff\xfe here\n", 3, "not valid UTF-8"),
+        ("bad.jsonl", b'{"text": "fine"}\n{"text": "broken"\n', 2, "malformed JSON"),
+        ("nofield.jsonl", b'{"text": "fine"}\n\n{"txt": "x"}\n', 3, "no field 'text'"),
+        ("notstr.jsonl", b'{"text": 5}\n', 1, "is int, expected a string"),
+        ("notobj.jsonl", b'["text"]\n', 1, "expected a JSON object"),
+        ("null.jsonl", b'{"text": "a"}\n{"text": null}\n', 2, "is NoneType"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path: Path, name: str, content: bytes, line: int, message: str) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=message) as e:
+        read_corpus([f])
+    assert e.value.path == str(f.resolve()) and e.value.line == line
+    assert f"{name}:{line}:" in str(e.value)
+
+
+def test_missing_path_and_empty_corpus(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found") as e:
+        read_corpus([tmp_path / "missing.txt"])
+    assert "missing.txt" in str(e.value)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n   \n\r\n")
+    with pytest.raises(DataError, match="empty corpus"):
+        read_corpus([blank])
+    only_header = tmp_path / "pg.txt"
+    only_header.write_text("header\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\n*** END OF THE PROJECT GUTENBERG")
+    with pytest.raises(DataError, match="empty corpus"):
+        read_corpus([only_header])
+
+
+# --------------------------------------------------------------------------------------------- splitting
+def test_document_split_is_deterministic_and_by_document(tmp_path: Path) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text(story_docs(100))
+    c = read_corpus([f])
+    a = split_corpus(c, "document", val_fraction=0.1, seed=3)
+    b = split_corpus(read_corpus([f]), "document", val_fraction=0.1, seed=3)
+    other = split_corpus(c, "document", val_fraction=0.1, seed=4)
+    assert len(a["val"].docs) == 10 and len(a["train"].docs) == 90
+    assert a["val"].docs == b["val"].docs and a["train"].docs == b["train"].docs
+    assert a["val"].docs != other["val"].docs
+    all_docs = [d.sentences for d in c.documents()]
+    assert sorted(map(tuple, a["val"].docs + a["train"].docs)) == sorted(map(tuple, all_docs))
+    assert split_corpus(c, "document", val_docs=7)["val"].docs.__len__() == 7
+    with pytest.raises(DataError, match="val_docs must be in"):
+        split_corpus(c, "document", val_docs=100)
+
+
+def test_document_split_needs_two_documents(tmp_path: Path) -> None:
+    f = tmp_path / "one.txt"
+    f.write_text("Just one paragraph here. With two sentences.\n")
+    with pytest.raises(DataError, match="has 1 document.*split='tail'"):
+        split_corpus(read_corpus([f]), "document")
+
+
+# --------------------------------------------------------------------------------------------- preparing
+def test_prepare_writes_arrays_and_reuses_cache(tmp_path: Path, story_tok: Tokenizer, monkeypatch) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text(story_docs(60))
+    out = tmp_path / "cache"
+    pc = prepare_corpus([f], story_tok, out, val_fraction=0.1, progress=False)
+    assert not pc.reused and pc.path.parent == out
+    assert pc.path.name == pc.key == corpus_mod.corpus_key([f], story_tok, val_fraction=0.1)
+    assert pc.tokens("train").dtype == np.uint16 and pc.meta["dtype"] == "uint16"
+    assert pc.vocab_size == story_tok.vocab_size
+    assert pc.num_docs("val") == 6 and pc.num_docs("train") == 54
+    for split in ("train", "val"):
+        toks, docs, sents = pc.tokens(split), pc.doc_offsets(split), pc.sent_offsets(split)
+        assert docs[0] == 0 and docs[-1] == toks.size == pc.num_tokens(split)
+        assert sents[0] == 0 and sents[-1] == toks.size and np.all(np.diff(sents) > 0)
+        assert np.isin(docs, sents).all()
+        assert docs.dtype == np.int64 and sents.dtype == np.int64
+        dso = pc.doc_sent_offsets(split)
+        assert dso[0] == 0 and dso[-1] == len(sents) - 1
+    # tokens of a document decode to that document's text
+    val_docs = split_corpus(read_corpus([f]), "document", val_fraction=0.1, seed=42)["val"].docs
+    d = pc.doc_offsets("val")
+    assert story_tok.decode(pc.tokens("val")[d[0] : d[1]].tolist()) == story_tok.decode(
+        story_tok.encode(" ".join(val_docs[0]))
+    )
+    assert pc.num_chars("val") == sum(len(" ".join(s)) for s in val_docs)  # one line per doc: spaces only
+    meta = json.loads((pc.path / "meta.json").read_text())
+    assert meta["inputs"][0]["size"] == f.stat().st_size and len(meta["inputs"][0]["sha256"]) == 64
+    assert meta["tokenizer"]["fingerprint"] == story_tok.fingerprint
+    mtime = (pc.path / "meta.json").stat().st_mtime_ns
+
+    # the second run reuses the directory without tokenizing
+    calls = []
+    monkeypatch.setattr(corpus_mod, "_tokenize_split", lambda *a, **k: calls.append(1) / 0)
+    again = prepare_corpus([f], story_tok, out, val_fraction=0.1, progress=False)
+    assert again.reused and again.path == pc.path and not calls
+    assert (pc.path / "meta.json").stat().st_mtime_ns == mtime
+    monkeypatch.undo()
+
+    # a changed input, other settings or another tokenizer give a new directory
+    f.write_text(story_docs(61))
+    changed = prepare_corpus([f], story_tok, out, val_fraction=0.1, progress=False)
+    assert not changed.reused and changed.path != pc.path
+    other = prepare_corpus([f], story_tok, out, val_fraction=0.2, progress=False)
+    assert other.path not in (pc.path, changed.path)
+    tok2 = Tokenizer.train_from_texts([story_docs(30)], vocab_size=300)
+    assert prepare_corpus([f], tok2, out, val_fraction=0.1, progress=False).path != changed.path
+    assert not list(out.glob(".tmp-*"))  # atomic: no temporary directory left
+
+
+def test_prepare_is_deterministic_across_directories(tmp_path: Path, story_tok: Tokenizer) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text(story_docs(50))
+    a = prepare_corpus([f], story_tok, tmp_path / "a", progress=False)
+    b = prepare_corpus([f], story_tok, tmp_path / "b", progress=False, workers=2, batch_sentences=16)
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(a.tokens(split), b.tokens(split))
+        np.testing.assert_array_equal(a.sent_offsets(split), b.sent_offsets(split))
+        np.testing.assert_array_equal(a.doc_offsets(split), b.doc_offsets(split))
+
+
+def test_token_dtype_widens_for_large_vocabularies() -> None:
+    assert corpus_mod._token_dtype(30522) == np.uint16
+    assert corpus_mod._token_dtype(65536) == np.uint16
+    assert corpus_mod._token_dtype(65537) == np.uint32
+
+
+def test_tail_split_counts_exact_characters(tmp_path: Path) -> None:
+    f = tmp_path / "t.txt"
+    text = "Héllo wörld. Second line here.\n\nAnother paragraph follows.\n" * 20
+    f.write_text(text, encoding="utf-8")
+    tok = words_tokenizer(text)
+    pc = prepare_corpus([f], tok, tmp_path / "c", split="tail", val_fraction=0.1, progress=False)
+    cut = int(len(text) * 0.9)
+    assert pc.num_chars("train") == cut and pc.num_chars("val") == len(text) - cut
+    assert pc.num_bytes("val") == len(text[cut:].encode("utf-8"))
+    assert pc.num_bytes("train") + pc.num_bytes("val") == len(text.encode("utf-8"))
+    assert tok.decode(pc.tokens("val").tolist()) == tok.decode(tok.encode(text[cut:]))
+
+
+def test_tiny_shakespeare_tail_split_matches_nanogpt(shared_data_dir: Path, tmp_path: Path) -> None:
+    f = shared_data_dir / "tinyshakespeare" / "input.txt"
+    data = f.read_text(encoding="utf-8")
+    n = len(data)
+    tok = Tokenizer.train_from_texts([data[: int(n * 0.9)]], vocab_size=2000)
+    pc = prepare_corpus([f], tok, tmp_path, split="tail", val_fraction=0.1, progress=False)
+    assert pc.num_chars("val") == len(data[int(n * 0.9) :]) == 111540
+    assert pc.num_chars("train") == 1003854
+    assert pc.num_bytes("val") == 111540  # ASCII
+    # play lines: speaker names are their own sentences
+    c = read_corpus([f])
+    first = c.documents()[0]
+    assert first.sentences == ["First Citizen:", "Before we proceed any further, hear me speak."]
+
+
+def test_real_gutenberg_and_kjv_reading(shared_data_dir: Path) -> None:
+    alice = read_corpus([shared_data_dir / "gutenberg" / "11-0.txt"]).documents()
+    assert alice[0].sentences[0].startswith("ALICE’S ADVENTURES IN WONDERLAND")
+    assert "THE END" in alice[-1].sentences[-1]
+    text = " ".join(s for d in alice for s in d.sentences)
+    assert "Project Gutenberg" not in text and "\ufeff" not in text and "\r" not in text
+    kjv = read_corpus([shared_data_dir / "kjv-bible" / "kjv.txt"]).documents()
+    assert kjv[0].sentences == ["Genesis 1"]
+    assert kjv[1].sentences[0] == "1 In the beginning God created the heaven and the earth."
+    assert kjv[1].sentences[2] == "And the Spirit of God moved upon the face of the waters."  # verse 2's 2nd
+    assert kjv[-1].sentences[-2:] == ["21 The grace of our Lord Jesus Christ be with you all.", "Amen."]
+
+
+def test_prepare_errors(tmp_path: Path, story_tok: Tokenizer) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text(story_docs(10))
+    with pytest.raises(DataError, match="val_fraction must be in"):
+        prepare_corpus([f], story_tok, tmp_path, val_fraction=1.5, progress=False)
+    with pytest.raises(DataError, match="split must be"):
+        prepare_corpus([f], story_tok, tmp_path, split="random", progress=False)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="not found"):
+        prepare_corpus([tmp_path / "nope.txt"], story_tok, tmp_path, progress=False)
+    with pytest.raises(DataError, match="tokenizer file not found"):
+        prepare_corpus([f], tmp_path / "tok.json", tmp_path, progress=False)
+    with pytest.raises(DataError, match="not a prepared corpus"):
+        PreparedCorpus(tmp_path)
+
+
+def test_prepare_cli(tmp_path: Path, story_tok: Tokenizer, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_builtin_corpus(tmp_path, num_docs=50)
+    tok_path = tmp_path / "tok.json"
+    story_tok.save(tok_path)
+    argv = ["--files", str(f), "--tokenizer", str(tok_path), "--out", str(tmp_path / "c"), "--no-progress"]
+    assert prepare_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "prepared corpus ->" in out and "written" in out and "val:" in out
+    assert prepare_main(argv) == 0
+    assert "reused from cache" in capsys.readouterr().out
+    assert prepare_main([*argv[:2], "--tokenizer", str(tmp_path / "none.json")]) == 2
+    assert "none.json" in capsys.readouterr().err
+
+
+def test_builtin_corpus_is_deterministic_and_sized() -> None:
+    a, b = builtin_corpus(), builtin_corpus()
+    assert a == b and builtin_corpus(seed=1) != a
+    text = "\n\n".join("\n".join(d) for d in a)
+    assert 200_000 <= len(text.encode()) <= 500_000
+    assert all(4 <= len(d) <= 10 for d in a)
+    assert all(s[0].isupper() and s[-1] in ".?!" for d in a for s in d)

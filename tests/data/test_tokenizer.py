@@ -1,0 +1,119 @@
+"""WordPiece tokenizer: training, special ids, save/reload (tokenizers, transformers), BERT vocab.txt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lit_lm.data.corpus import tokenizer_main, train_tokenizer
+from lit_lm.data.errors import DataError
+from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+TEXTS = [
+    "The lantern was lit in the harbour. The lantern glowed all night.",
+    "A sailor carried the lantern to the harbour and the lantern swayed.",
+    "The harbour was quiet. Nobody saw the lantern.",
+] * 30 + ["An extraordinarily flabbergasted zookeeper appeared once."]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.train_from_texts(TEXTS, vocab_size=300, lowercase=True)
+
+
+def test_special_tokens_have_fixed_ids(tok: Tokenizer) -> None:
+    assert [tok.hf.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(7))
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id, tok.delim_id, tok.extract_id) == tuple(
+        range(7)
+    )
+    assert tok.special_ids == list(range(7))
+
+
+def test_frequent_word_is_one_token_rare_word_splits(tok: Tokenizer) -> None:
+    assert tok.tokenize("Lantern") == ["lantern"]
+    assert tok.tokenize("harbour") == ["harbour"]
+    pieces = tok.tokenize("flabbergasted")
+    assert len(pieces) > 1
+    assert not pieces[0].startswith("##") and all(p.startswith("##") for p in pieces[1:])
+    assert "".join(p.removeprefix("##") for p in pieces) == "flabbergasted"
+    cont = tok.continuation_mask()
+    ids = tok.encode("flabbergasted")
+    assert not cont[ids[0]] and all(cont[i] for i in ids[1:])
+
+
+def test_encode_has_no_special_tokens_by_default(tok: Tokenizer) -> None:
+    ids = tok.encode("the lantern")
+    assert tok.cls_id not in ids and tok.sep_id not in ids
+    assert tok.encode("the lantern", add_special_tokens=True) == [tok.cls_id, *ids, tok.sep_id]
+    assert tok.encode_batch(["the lantern", "harbour"]) == [ids, tok.encode("harbour")]
+
+
+def test_save_reload_with_tokenizers_library(tok: Tokenizer, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer as HFTokenizer
+
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    hf = HFTokenizer.from_file(str(path))
+    text = "The sailor saw the flabbergasted lantern."
+    assert hf.encode(text, add_special_tokens=False).ids == tok.encode(text)
+    pair = hf.encode("the lantern", "the harbour")
+    a, b = tok.encode("the lantern"), tok.encode("the harbour")
+    assert pair.ids == [2, *a, 3, *b, 3]
+    assert pair.type_ids == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    again = Tokenizer.from_file(path)
+    assert again.fingerprint == tok.fingerprint and again.vocab_size == tok.vocab_size
+
+
+def test_save_reload_with_transformers(tok: Tokenizer, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(path))
+    enc = fast("the lantern", "the harbour", return_token_type_ids=True)
+    a, b = tok.encode("the lantern"), tok.encode("the harbour")
+    assert enc["input_ids"] == [2, *a, 3, *b, 3]
+    assert enc["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    assert fast.convert_ids_to_tokens(enc["input_ids"])[0] == "[CLS]"
+
+
+def test_bert_vocab_txt(tmp_path: Path) -> None:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "##s", "sat", "on", "mat", "."]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n")
+    tok = Tokenizer.from_file(path)
+    assert tok.tokenize("The cats sat on the mat.") == ["the", "cat", "##s", "sat", "on", "the", "mat", "."]
+    assert tok.encode("The dog") == [5, 1]  # unknown word -> [UNK]
+    assert (tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 2, 3, 4)
+    assert tok.delim_id is None and tok.extract_id is None
+    assert tok.hf.encode("the cat", "the mat").ids == [2, 5, 6, 3, 5, 10, 3]
+    with pytest.raises(DataError, match="DELIM"):
+        tok.require_decoder_tokens()
+    # a directory holding vocab.txt works too (Hugging Face checkpoint layout)
+    assert Tokenizer.from_file(tmp_path).vocab_size == len(vocab)
+
+
+def test_missing_tokenizer_file_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found") as e:
+        Tokenizer.from_file(tmp_path / "nope.json")
+    assert "nope.json" in str(e.value)
+
+
+def test_train_tokenizer_on_gutenberg_reads_like_prepare(shared_data_dir: Path, tmp_path: Path) -> None:
+    alice = shared_data_dir / "gutenberg" / "11-0.txt"  # BOM, CRLF, Gutenberg header
+    tok = train_tokenizer([alice], vocab_size=2000)
+    assert tok.tokenize("Alice") == ["alice"]
+    assert tok.tokenize("rabbit") == ["rabbit"]
+    vocab = tok.hf.get_vocab()
+    assert "\ufeff" not in "".join(vocab)
+    out = tmp_path / "tok.json"
+    assert tokenizer_main(["--files", str(alice), "--vocab-size", "2000", "--out", str(out)]) == 0
+    # WordPiece training breaks ties between equal counts in hash-map order, so two trainings can differ in a few
+    # rare pieces; the CLI reads the same text, so the frequent words agree.
+    cli_tok = Tokenizer.from_file(out)
+    assert cli_tok.vocab_size == tok.vocab_size and cli_tok.tokenize("Alice rabbit") == ["alice", "rabbit"]
+
+
+def test_tokenizer_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert tokenizer_main(["--files", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.json")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
