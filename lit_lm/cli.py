@@ -106,8 +106,28 @@ def _has_omegaconf() -> bool:
     return True
 
 
+def _user_error(exc: BaseException) -> BaseException | None:
+    """lit_lm's own error behind ``exc`` (jsonargparse wraps errors raised while instantiating classes)."""
+    from lit_lm.config import ConfigError
+    from lit_lm.data.errors import DataError
+    from lit_lm.model.hf import CheckpointError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (ConfigError, DataError, CheckpointError)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m lit_lm`` and the ``lit_lm`` script."""
+    """Entry point of ``python -m lit_lm`` and the ``lit_lm`` script.
+
+    Bad settings, data or checkpoints end the run with ``lit_lm: error: <what, where, what to do>`` and exit
+    status 2, not a traceback.
+    """
+    explicit = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _EXTRA_COMMANDS:
         from lit_lm.data import corpus
@@ -117,4 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("Data commands:\n" + "\n".join(f"  {k:10s} {v}" for k, v in _EXTRA_COMMANDS.items()) + "\n")
-    LitLMCLI(args=argv)
+    try:
+        LitLMCLI(args=argv if explicit else None)
+    except Exception as e:
+        error = _user_error(e)
+        if error is None:
+            raise
+        print(f"lit_lm: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

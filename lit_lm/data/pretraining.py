@@ -674,7 +674,6 @@ class CausalLMDataModule(_PretrainingDataModule):
             raise DataError(f"train_samples_per_epoch must be >= 1, got {train_samples_per_epoch}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, split, val_fraction, cache_dir,
                          num_workers, seed, text_field)  # fmt: skip
-        self.save_hyperparameters()
         self.block_size, self.train_mode, self.train_samples_per_epoch = block_size, train_mode, train_samples_per_epoch
         self.train_dataset: CausalWindowDataset | None = None
         self.val_dataset: CausalValDataset | None = None
@@ -763,7 +762,6 @@ class MaskedLMDataModule(_PretrainingDataModule):
             raise DataError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, "document", val_fraction, cache_dir,
                          num_workers, seed, text_field)  # fmt: skip
-        self.save_hyperparameters()
         self.max_seq_length, self.short_seq_prob, self.nsp = max_seq_length, short_seq_prob, nsp
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
         self.pad_to_multiple_of = pad_to_multiple_of

@@ -70,8 +70,10 @@ class LMTask(L.LightningModule):
             raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.backbone: Transformer | None = None
         self._tokenizer_json: str | None = None
-        if init_from is None and vocab_size is not None and self._labels_known():
-            self._build(self._config_from_preset(vocab_size))
+        if init_from is None:
+            config_now = self._config_from_preset(vocab_size or 1)  # validates preset and overrides at once
+            if vocab_size is not None and self._labels_known():
+                self._build(config_now)
 
     # ------------------------------------------------------------------------------------ subclass hooks
     def build_heads(self, config: TransformerConfig) -> None:
@@ -122,13 +124,13 @@ class LMTask(L.LightningModule):
         elif init_from and trainer is not None:
             pretrained = load_pretrained(init_from)
             config = merge_config(pretrained.config, self.hparams.get("config"), init_from)
+            self._build(config)  # first: a wrong kind of backbone for this task is the clearer error
             if data_vocab is not None and data_vocab != config.vocab_size:
                 raise CheckpointError(
                     f"the DataModule's tokenizer has {data_vocab} tokens but the pretrained backbone in {init_from} "
                     f"has {config.vocab_size}; fine-tune with the tokenizer it was trained with "
                     f"(data tokenizer: {init_from})"
                 )
-            self._build(config)
             self._load_pretrained_weights(pretrained.state_dict, init_from)
             self._tokenizer_json = pretrained.tokenizer_json
         else:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
-from lit_lm.config import TransformerConfig
+from lit_lm.config import ConfigError, TransformerConfig
 from lit_lm.model import LMHead
 from lit_lm.tasks.base import LMTask
 
@@ -55,7 +55,7 @@ class CausalLM(LMTask):
 
     def build_heads(self, config: TransformerConfig) -> None:
         if not config.causal:
-            raise ValueError(f"CausalLM needs a decoder preset (causal=True); {config.name!r} is an encoder")
+            raise ConfigError(f"CausalLM needs a decoder preset (causal=True); {config.name!r} is an encoder")
         self.lm_head = LMHead(self.backbone.wte)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from lit_lm.config import TransformerConfig
+from lit_lm.config import ConfigError, TransformerConfig
 from lit_lm.model import MLMHead, NSPHead
 from lit_lm.tasks.base import LMTask
 
@@ -51,11 +51,11 @@ class MaskedLM(LMTask):
 
     def build_heads(self, config: TransformerConfig) -> None:
         if config.causal:
-            raise ValueError(f"MaskedLM needs an encoder preset (causal=False); {config.name!r} is a decoder")
+            raise ConfigError(f"MaskedLM needs an encoder preset (causal=False); {config.name!r} is a decoder")
         self.mlm_head = MLMHead(config, self.backbone.wte)
         if self.hparams.nsp:
             if not config.pooler:
-                raise ValueError("NSP needs the pooler: set config.pooler=true or nsp=false")
+                raise ConfigError("NSP needs the pooler: set config.pooler=true or nsp=false")
             self.nsp_head = NSPHead(config)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

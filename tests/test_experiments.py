@@ -1,0 +1,155 @@
+"""Every config in experiments/ runs as written (fast_dev_run, tiny model overrides where the preset is large),
+and the pretrain -> fine-tune path works through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_lm.cli import LitLMCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").rglob("*.yaml"))
+TINY = '{"n_layer": 1, "n_embd": 32, "n_head": 2, "intermediate_size": 64, "n_positions": 512}'
+
+
+def cli(*args: str) -> LitLMCLI:
+    return LitLMCLI(args=list(args))
+
+
+def _fast(root: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+        "--trainer.precision", "32-true", "--trainer.default_root_dir", str(root),
+        "--trainer.enable_progress_bar", "false", "--data.cache_dir", str(cache), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, cache) -> dict[str, Path]:
+    """Tiny GPT and BERT checkpoints written by the quickstart pretraining configs (a few steps each)."""
+    out = {}
+    for family in ("gpt", "bert"):
+        root = tmp_path_factory.mktemp(f"{family}_pretrain")
+        c = cli(
+            "fit", "--config", f"experiments/quickstart/{family}_pretrain.yaml",
+            *_fast(root, cache, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+                   "--trainer.limit_val_batches", "2"),
+        )  # fmt: skip
+        assert c.trainer.global_step == 3
+        out[family] = root / "checkpoints" / "last.ckpt"
+        assert out[family].is_file()
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_config_runs_fast_dev_run(config, tmp_path, cache, pretrained):
+    text = yaml.safe_load((ROOT / config).read_text())
+    if "../shared/data" in (ROOT / config).read_text() and not SHARED_DATA.is_dir():
+        pytest.skip(f"{config} reads ../shared/data, which is absent here")
+    args = ["fit", "--config", config, *_fast(tmp_path, cache, "--trainer.fast_dev_run", "2")]
+    init_args = text["model"].get("init_args", {})
+    if init_args.get("init_from"):
+        family = "bert" if text["data"]["init_args"].get("format") == "encoder" else "gpt"
+        args += ["--model.init_from", str(pretrained[family]), "--data.tokenizer", str(pretrained[family])]
+        args += ["--data.max_seq_length", "64"]  # the tiny stand-in checkpoints have 64 (GPT) / 128 (BERT) positions
+    elif text["model"]["init_args"].get("preset") not in ("gpt-micro", "bert-tiny"):
+        args += ["--model.config", TINY]  # the paper-size presets: same code path, a tiny width
+    c = cli(*args)
+    assert c.trainer.global_step == 2
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path, cache, pretrained):
+    import lightning as L
+
+    ckpt = torch.load(pretrained["gpt"], map_location="cpu", weights_only=False)
+    seen = {}
+
+    class Check(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            sd = pl_module.state_dict()
+            seen["compared"] = [k for k in ckpt["state_dict"] if k.startswith("backbone.")]
+            for k in seen["compared"]:
+                torch.testing.assert_close(sd[k], ckpt["state_dict"][k], rtol=0, atol=0)
+
+    c = LitLMCLI(
+        args=["--config", "experiments/quickstart/gpt_nli.yaml", "--model.init_from", str(pretrained["gpt"]),
+              "--data.tokenizer", str(pretrained["gpt"]), *_fast(tmp_path, cache, "--trainer.fast_dev_run", "1")],
+        run=False,
+    )  # fmt: skip
+    c.trainer.callbacks.append(Check())
+    c.trainer.fit(c.model, datamodule=c.datamodule)
+    assert len(seen["compared"]) > 10
+    # and the head is new: a fresh classifier, not something from the pretraining checkpoint
+    assert not any(k.startswith("classifier.") for k in ckpt["state_dict"])
+
+
+def test_resume_continues_at_the_right_step_with_the_optimizer_state(tmp_path, cache):
+    import lightning as L
+
+    base = ["--config", "experiments/quickstart/gpt_pretrain.yaml", "--model.config", TINY]
+    first = cli("fit", *base, *_fast(tmp_path, cache, "--trainer.max_steps", "4", "--trainer.val_check_interval", "4",
+                                      "--trainer.limit_val_batches", "1"))  # fmt: skip
+    assert first.trainer.global_step == 4
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    seen = {}
+
+    class Check(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if "step" not in seen:
+                seen["step"] = trainer.global_step
+                state = trainer.optimizers[0].state_dict()["state"]
+                seen["exp_avg"] = state[0]["exp_avg"].clone()
+
+    second = LitLMCLI(
+        args=[*base,
+              *_fast(tmp_path, cache, "--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
+                     "--trainer.limit_val_batches", "1")],
+        run=False,
+    )  # fmt: skip
+    second.trainer.callbacks.append(Check())
+    second.trainer.fit(second.model, datamodule=second.datamodule, ckpt_path="last")
+    assert seen["step"] == 4 and second.trainer.global_step == 6
+    torch.testing.assert_close(seen["exp_avg"], saved["optimizer_states"][0]["state"][0]["exp_avg"])
+
+
+def test_bad_settings_give_clear_errors(tmp_path, cache, pretrained, capsys):
+    """The CLI ends with `lit_lm: error: ...` naming the problem (exit status 2), not a traceback."""
+    from lit_lm.cli import main
+
+    def error_of(*args: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", *args, *_fast(tmp_path, cache, "--trainer.fast_dev_run", "1")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    gpt, nli = "experiments/quickstart/gpt_pretrain.yaml", "experiments/quickstart/gpt_nli.yaml"
+    assert "unknown preset 'gpt-42'; available presets: bert-base" in error_of("--config", gpt, "--model.preset", "gpt-42")
+    assert "no-such-corpus.txt: corpus file or directory not found" in error_of(
+        "--config", gpt, "--data.files", '["no-such-corpus.txt"]'
+    )
+    # a BERT checkpoint into a GPT objective
+    assert "CausalLM needs a decoder" in error_of(
+        "--config", gpt, "--model.init_from", str(pretrained["bert"]), "--model.config", "null"
+    )
+    err = error_of("--config", nli, "--model.init_from", str(pretrained["gpt"]), "--data.tokenizer", "null",
+                   "--data.vocab_size", "500")  # fmt: skip
+    assert "tokenizer has" in err and "tokens but the pretrained backbone" in err
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(pretrained["gpt"].read_bytes()[:1000])
+    err = error_of("--config", nli, "--model.init_from", str(broken), "--data.tokenizer", str(pretrained["gpt"]))
+    assert "broken.ckpt: not a readable checkpoint" in err
+    err = error_of("--config", nli, "--model.init_from", str(pretrained["gpt"]), "--data.tokenizer", str(broken))
+    assert "broken.ckpt" in err and "cannot read checkpoint" in err
