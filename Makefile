@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Pretrain a tiny GPT on the built-in corpus, then fine-tune it on the built-in NLI pairs (a few minutes on CPU).
 quickstart: venv
-	$(BIN)/python benchmarks/model_forward.py --preset bert-mini --batch-size 8 --seq-len 128
+	$(BIN)/python -m lit_lm fit --config experiments/quickstart/gpt_pretrain.yaml
+	$(BIN)/python -m lit_lm fit --config experiments/quickstart/gpt_nli.yaml
+	$(BIN)/python -m lit_lm test --config experiments/quickstart/gpt_nli.yaml --ckpt_path best
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -56,11 +56,22 @@ class LitLMCLI(LightningCLI):
         trainer = config["trainer"]
         root = Path(trainer.get("default_root_dir") or "runs/default")
         trainer["default_root_dir"] = str(root)
+        self._resolve_ckpt_path()
         if trainer.get("logger") in (None, True):
             trainer["logger"] = {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": str(root), "name": "tensorboard", "version": ""},
             }
+
+    def _resolve_ckpt_path(self) -> None:
+        """``--ckpt_path best`` in a new process (validate/test/predict): Lightning only knows the best checkpoint
+        of the run in memory, so point it at ``checkpoints/best.ckpt`` of the run directory."""
+        config = self.config.get(self.subcommand)
+        if config is None or config.get("ckpt_path") != "best" or self.subcommand == "fit":
+            return
+        best = Path(config["trainer"]["default_root_dir"]) / "checkpoints" / "best.ckpt"
+        if best.is_file():
+            config["ckpt_path"] = str(best)
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init.get(self.subcommand, self.config_init)
@@ -70,11 +81,12 @@ class LitLMCLI(LightningCLI):
             extra.append(
                 ModelCheckpoint(
                     dirpath=root / "checkpoints",
-                    filename="best-{step}",
+                    filename="best",
                     monitor="val/loss",
                     mode="min",
                     save_top_k=1,
                     save_last=True,
+                    enable_version_counter=False,  # fixed names: checkpoints/best.ckpt and checkpoints/last.ckpt
                     every_n_train_steps=config.get("checkpoint_every_n_steps"),
                 )
             )
@@ -92,7 +104,8 @@ class LitLMCLI(LightningCLI):
         ckpt = trainer.checkpoint_callback
         lines = ["", "lit_lm: run finished."]
         if isinstance(trainer.logger, TensorBoardLogger):
-            lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}   (tensorboard --logdir {trainer.logger.log_dir})")
+            log_dir = trainer.logger.log_dir
+            lines.append(f"  TensorBoard logs: {log_dir}   (tensorboard --logdir {log_dir})")
         if ckpt is not None and ckpt.dirpath:
             lines.append(f"  checkpoints:      {ckpt.dirpath}   (last.ckpt; best: {ckpt.best_model_path or 'n/a'})")
         print("\n".join(lines), flush=True)
