@@ -32,24 +32,21 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.parsers import expat
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lit_lm.data.errors import DataError
 from lit_lm.data.tasks import (
     EncodedSequences,
-    LengthGroupedSampler,
     MultipleChoiceCollator,
     ReadResult,
+    TaskDataModule,
     TaskFormat,
     as_file_list,
     check_max_seq_length,
     decode_utf8,
     encode_pairs,
     file_digest,
-    holdout_split,
     log_truncation,
     read_bytes_checked,
     read_text_lines,
@@ -377,7 +374,7 @@ def tokenize_multiple_choice(
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
-class MultipleChoiceDataModule(L.LightningDataModule):
+class MultipleChoiceDataModule(TaskDataModule):
     """Multiple-choice data (Story Cloze, COPA, generic JSONL) for GPT-1 or BERT style fine-tuning.
 
     Batches are dicts of ``torch.long`` tensors: ``input_ids``, ``attention_mask``, ``token_type_ids``
@@ -447,10 +444,7 @@ class MultipleChoiceDataModule(L.LightningDataModule):
         self.seed = seed
         self.val_fraction = val_fraction
         self._read_cache: dict[str, ReadResult[MultipleChoiceExample]] = {}
-        self._splits: dict[str, list[MultipleChoiceExample]] = {}
-        self.datasets: dict[str, MultipleChoiceDataset] = {}
-        self.stats: dict[str, dict[str, Any]] = {}
-        """Per split: ``examples``, ``skipped`` (always empty: no reader skips) and ``truncated`` (sequences)."""
+        self._init_splits()
         self.num_choices: int = self._detect_num_choices()
 
         self.tokenizer: Tokenizer = task_tokenizer(
@@ -474,7 +468,7 @@ class MultipleChoiceDataModule(L.LightningDataModule):
         kind = detect_multiple_choice_reader(first, self.dataset)
         if kind != "generic":
             return 2  # Story Cloze and COPA
-        return len(self._read([first])[0].choices)
+        return len(self._read([first])[0][0].choices)
 
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
@@ -488,84 +482,26 @@ class MultipleChoiceDataModule(L.LightningDataModule):
     def _tokenizer_texts(self) -> list[str]:
         return [t for ex in self.examples("train") for t in (ex.context, *ex.choices)]
 
-    def _read(self, files: list[str]) -> list[MultipleChoiceExample]:
+    def _read(self, files: list[str]) -> tuple[list[MultipleChoiceExample], dict[str, int]]:
         out: list[MultipleChoiceExample] = []
         for f in files:
             if f not in self._read_cache:
                 self._read_cache[f] = read_multiple_choice(f, self.dataset)
             out.extend(self._read_cache[f].examples)
-        return out
+        return out, {}  # no multiple-choice reader skips examples: bad ones are errors
 
-    def examples(self, split: str) -> list[MultipleChoiceExample]:
-        """The examples of ``train``, ``val`` or ``test`` (read once and kept)."""
-        if split in self._splits:
-            return self._splits[split]
-        files = {"train": self.train_files, "val": self.val_files, "test": self.test_files}[split]
-        if files is not None:
-            examples = self._read(files)
-            if split == "train" and self.val_files is None:
-                train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
-                examples = [examples[i] for i in train_idx]
-        elif self.train_files is None:
-            from lit_lm.data.builtin_tasks import builtin_multiple_choice
+    def _builtin(self, split: str) -> list[MultipleChoiceExample]:
+        from lit_lm.data.builtin_tasks import builtin_multiple_choice
 
-            examples = builtin_multiple_choice(split)
-        elif split == "val":
-            full = self._read(self.train_files)
-            _, val_idx = holdout_split(len(full), self.val_fraction, self.seed)
-            examples = [full[i] for i in val_idx]
-            log.info(
-                "validation: held out %d of %d training examples (val_fraction=%s)",
-                len(examples),
-                len(full),
-                self.val_fraction,
-            )
-        else:
-            raise DataError("no test_files set; give test_files to run test or predict")
+        return builtin_multiple_choice(split)
+
+    def _check(self, examples: list[MultipleChoiceExample]) -> None:
         check_num_choices(examples, self.num_choices)
-        self._splits[split] = examples
-        self.stats.setdefault(split, {}).update(examples=len(examples), skipped={})
-        return examples
 
-    # ---------------------------------------------------------------------------------------------- lightning
-    def setup(self, stage: str | None = None) -> None:
-        """Read and tokenize the splits the stage needs (``fit``: train + val; ``validate``: val;
-        ``test``/``predict``: test)."""
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage or "fit", ("train", "val")):
-            self._dataset(split)
-
-    def _dataset(self, split: str) -> MultipleChoiceDataset:
-        if split not in self.datasets:
-            ds = tokenize_multiple_choice(
-                self.examples(split), self.tokenizer, self.format, self.start_token, self.max_seq_length, split
-            )
-            self.datasets[split] = ds
-            self.stats[split]["truncated"] = ds.encoded.n_truncated
-        return self.datasets[split]
-
-    def _loader(self, ds: MultipleChoiceDataset, train: bool) -> DataLoader:
-        kwargs: dict[str, Any] = dict(
-            batch_size=self.batch_size,
-            collate_fn=MultipleChoiceCollator(self.pad_token_id),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+    def _tokenize(self, examples: list[MultipleChoiceExample], split: str) -> MultipleChoiceDataset:
+        return tokenize_multiple_choice(
+            examples, self.tokenizer, self.format, self.start_token, self.max_seq_length, split
         )
-        if train and self.group_by_length:
-            kwargs["sampler"] = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
-        elif train:
-            kwargs["shuffle"] = True
-            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, **kwargs)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("train"), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val"), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), train=False)
+    def _collator(self) -> MultipleChoiceCollator:
+        return MultipleChoiceCollator(self.pad_token_id)

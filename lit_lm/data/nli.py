@@ -31,25 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lit_lm.data.errors import DataError
 from lit_lm.data.tasks import (
     NO_GOLD_LABEL,
     EncodedSequences,
     LabelVocab,
-    LengthGroupedSampler,
     NLICollator,
     ReadResult,
+    TaskDataModule,
     TaskFormat,
     as_file_list,
     check_max_seq_length,
     encode_pairs,
     file_digest,
-    holdout_split,
     log_truncation,
     read_text_lines,
     task_tokenizer,
@@ -325,7 +322,7 @@ def tokenize_nli(
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
-class NLIDataModule(L.LightningDataModule):
+class NLIDataModule(TaskDataModule):
     """Sentence-pair classification data (SNLI, MultiNLI, SICK, RTE, ...) for GPT-1 or BERT style fine-tuning.
 
     The tokenizer is loaded (or trained) in ``__init__``, so ``vocab_size``, ``pad_token_id`` and ``num_labels``
@@ -409,10 +406,7 @@ class NLIDataModule(L.LightningDataModule):
                 f"labels={self.label_names} needs train_files with those labels"
             )
         self._read_cache: dict[str, ReadResult[NLIExample]] = {}
-        self._splits: dict[str, list[NLIExample]] = {}
-        self.datasets: dict[str, NLIDataset] = {}
-        self.stats: dict[str, dict[str, Any]] = {}
-        """Per split: ``examples``, ``skipped`` (reason -> count) and ``truncated``, filled by :meth:`setup`."""
+        self._init_splits()
 
         self.tokenizer: Tokenizer = task_tokenizer(
             tokenizer,
@@ -459,78 +453,13 @@ class NLIDataModule(L.LightningDataModule):
                 skipped[k] = skipped.get(k, 0) + v
         return examples, skipped
 
-    def examples(self, split: str) -> list[NLIExample]:
-        """The examples of ``train``, ``val`` or ``test`` (read once and kept)."""
-        if split in self._splits:
-            return self._splits[split]
-        files = {"train": self.train_files, "val": self.val_files, "test": self.test_files}[split]
-        skipped: dict[str, int] = {}
-        if files is not None:
-            examples, skipped = self._read(files)
-            if split == "train" and self.val_files is None:
-                train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
-                examples = [examples[i] for i in train_idx]
-        elif self.train_files is None:
-            from lit_lm.data.builtin_tasks import builtin_nli
+    def _builtin(self, split: str) -> list[NLIExample]:
+        from lit_lm.data.builtin_tasks import builtin_nli
 
-            examples = builtin_nli(split)
-        elif split == "val":
-            full, skipped = self._read(self.train_files)
-            _, val_idx = holdout_split(len(full), self.val_fraction, self.seed)
-            examples = [full[i] for i in val_idx]
-            skipped = {}
-            log.info(
-                "validation: held out %d of %d training examples (val_fraction=%s)",
-                len(examples),
-                len(full),
-                self.val_fraction,
-            )
-        else:
-            raise DataError("no test_files set; give test_files to run test or predict")
-        self._splits[split] = examples
-        self.stats.setdefault(split, {})
-        self.stats[split].update(examples=len(examples), skipped=skipped)
-        return examples
+        return builtin_nli(split)
 
-    # ---------------------------------------------------------------------------------------------- lightning
-    def setup(self, stage: str | None = None) -> None:
-        """Read and tokenize the splits the stage needs (``fit``: train + val; ``validate``: val;
-        ``test``/``predict``: test)."""
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage or "fit", ("train", "val")):
-            self._dataset(split)
+    def _tokenize(self, examples: list[NLIExample], split: str) -> NLIDataset:
+        return tokenize_nli(examples, self.tokenizer, self.format, self.start_token, self.max_seq_length, split)
 
-    def _dataset(self, split: str) -> NLIDataset:
-        if split not in self.datasets:
-            ds = tokenize_nli(
-                self.examples(split), self.tokenizer, self.format, self.start_token, self.max_seq_length, split
-            )
-            self.datasets[split] = ds
-            self.stats[split]["truncated"] = ds.encoded.n_truncated
-        return self.datasets[split]
-
-    def _loader(self, ds: NLIDataset, train: bool) -> DataLoader:
-        kwargs: dict[str, Any] = dict(
-            batch_size=self.batch_size,
-            collate_fn=NLICollator(self.pad_token_id),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-        if train and self.group_by_length:
-            kwargs["sampler"] = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
-        elif train:
-            kwargs["shuffle"] = True
-            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, **kwargs)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("train"), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val"), train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), train=False)
+    def _collator(self) -> NLICollator:
+        return NLICollator(self.pad_token_id)

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from lit_lm.data.errors import DataError
 from lit_lm.data.tokenizer import Tokenizer
@@ -533,3 +534,112 @@ def as_file_list(files: str | Sequence[str] | None) -> list[str] | None:
     if not out:
         raise DataError("an empty file list was given; leave the setting out (null) instead")
     return out
+
+
+class TaskDataModule(L.LightningDataModule):
+    """What the NLI and multiple-choice DataModules share: which examples make each split (files, the built-in
+    set, or a seeded hold-out of the training files), tokenizing each split once, and the loaders.
+
+    Subclasses set the settings attributes in ``__init__`` and implement :meth:`_read` (files -> examples and
+    skipped counts), :meth:`_builtin` (a split of the built-in set), :meth:`_tokenize` (examples -> dataset with
+    ``lengths`` and ``encoded``) and :meth:`_collator`; :meth:`_check` may validate a split's examples.
+    """
+
+    train_files: list[str] | None
+    val_files: list[str] | None
+    test_files: list[str] | None
+    val_fraction: float
+    seed: int
+    batch_size: int
+    group_by_length: bool
+    num_workers: int
+
+    def _init_splits(self) -> None:
+        self._splits: dict[str, list[Any]] = {}
+        self.datasets: dict[str, Any] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        """Per split: ``examples``, ``skipped`` (reason -> count) and ``truncated``, filled by :meth:`setup`."""
+
+    def _read(self, files: list[str]) -> tuple[list[Any], dict[str, int]]:
+        raise NotImplementedError
+
+    def _builtin(self, split: str) -> list[Any]:
+        raise NotImplementedError
+
+    def _tokenize(self, examples: list[Any], split: str) -> Any:
+        raise NotImplementedError
+
+    def _collator(self) -> Callable:
+        raise NotImplementedError
+
+    def _check(self, examples: list[Any]) -> None:
+        """Validate a split's examples (default: nothing)."""
+
+    def examples(self, split: str) -> list[Any]:
+        """The examples of ``train``, ``val`` or ``test`` (read once and kept)."""
+        if split in self._splits:
+            return self._splits[split]
+        files = {"train": self.train_files, "val": self.val_files, "test": self.test_files}[split]
+        skipped: dict[str, int] = {}
+        if files is not None:
+            examples, skipped = self._read(files)
+            if split == "train" and self.val_files is None:
+                train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
+                examples = [examples[i] for i in train_idx]
+        elif self.train_files is None:
+            examples = self._builtin(split)
+        elif split == "val":
+            full, skipped = self._read(self.train_files)
+            _, val_idx = holdout_split(len(full), self.val_fraction, self.seed)
+            examples = [full[i] for i in val_idx]
+            skipped = {}  # counted with the training split
+            log.info(
+                "validation: held out %d of %d training examples (val_fraction=%s)",
+                len(examples), len(full), self.val_fraction,
+            )  # fmt: skip
+        else:
+            raise DataError("no test_files set; give test_files to run test or predict")
+        self._check(examples)
+        self._splits[split] = examples
+        self.stats.setdefault(split, {}).update(examples=len(examples), skipped=skipped)
+        return examples
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and tokenize the splits the stage needs (``fit``: train + val; ``validate``: val;
+        ``test``/``predict``: test)."""
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in needed.get(stage or "fit", ("train", "val")):
+            self._dataset(split)
+
+    def _dataset(self, split: str) -> Any:
+        if split not in self.datasets:
+            ds = self._tokenize(self.examples(split), split)
+            self.datasets[split] = ds
+            self.stats[split]["truncated"] = ds.encoded.n_truncated
+        return self.datasets[split]
+
+    def _loader(self, ds: Any, train: bool) -> DataLoader:
+        kwargs: dict[str, Any] = dict(
+            batch_size=self.batch_size,
+            collate_fn=self._collator(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+        if train and self.group_by_length:
+            kwargs["sampler"] = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
+        elif train:
+            kwargs["shuffle"] = True
+            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ds, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("val"), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), train=False)
