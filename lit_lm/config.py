@@ -110,8 +110,8 @@ class TransformerConfig:
                 raise ConfigError(f"TransformerConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
 
     @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> TransformerConfig:
-        """Return the preset ``name`` (see :data:`PRESETS`) with ``overrides`` applied."""
+    def from_name(cls, name: str, /, **overrides: Any) -> TransformerConfig:
+        """Return the preset ``name`` (see :data:`PRESETS`) with ``overrides`` applied (``name`` included)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -17,6 +17,7 @@ from lit_lm.data.multiple_choice import (
 )
 from lit_lm.data.nli import NLI_LABELS, NLI_LABELS_2WAY, NLIDataModule, NLIExample, read_nli
 from lit_lm.data.pretraining import CausalLMDataModule, MaskedLMDataModule, MLMCollator
+from lit_lm.data.prompts import PromptDataModule
 from lit_lm.data.tasks import LengthGroupedSampler, MultipleChoiceCollator, NLICollator
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -25,6 +26,7 @@ __all__ = [
     "MaskedLMDataModule",
     "MLMCollator",
     "PreparedCorpus",
+    "PromptDataModule",
     "builtin_corpus",
     "prepare_corpus",
     "read_corpus",
