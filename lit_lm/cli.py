@@ -3,6 +3,7 @@
     python -m lit_lm fit --config experiments/quickstart/gpt_pretrain.yaml
     python -m lit_lm fit --config experiments/quickstart/gpt_nli.yaml
     python -m lit_lm fit --config ... --ckpt_path last          # resume the run in trainer.default_root_dir
+    python -m lit_lm fit --config ... --checkpoint_every_n_steps 500 --checkpoint_every_n_minutes 30
     python -m lit_lm tokenizer --files corpus/ --vocab-size 30000 --out tok.json
     python -m lit_lm prepare --files corpus/ --tokenizer tok.json --out data/prepared
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_lm.checkpointing import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, resume_command
 from lit_lm.tasks import LMTask
 
 _EXTRA_COMMANDS = {
@@ -29,9 +33,17 @@ class LitLMCLI(LightningCLI):
     """LightningCLI with lit_lm's defaults: any :class:`~lit_lm.tasks.LMTask` as ``model`` and any
     LightningDataModule as ``data``; TensorBoard logs and checkpoints (``last.ckpt`` + best by ``val/loss``) under
     ``trainer.default_root_dir``, so that ``--ckpt_path last`` resumes and a fine-tuning config can name the
-    pretraining checkpoint by path."""
+    pretraining checkpoint by path.
+
+    Fault tolerance (see :mod:`lit_lm.checkpointing`): checkpoints are written crash-safe
+    (:class:`~lit_lm.checkpointing.AtomicCheckpointIO`, unless another CheckpointIO plugin is configured);
+    ``last.ckpt`` is kept current (:class:`~lit_lm.checkpointing.LastCheckpoint`: ``--checkpoint_every_n_steps``,
+    ``--checkpoint_every_n_minutes``, at the end, and on Ctrl-C/SIGTERM, after which the process exits with status
+    128 + the signal number and prints the command that resumes); the training random streams are checkpointed
+    (:class:`~lit_lm.checkpointing.TrainingRNG`), so a resumed run continues step-exactly."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self._argv = list(sys.argv[1:] if args is None else args)
         super().__init__(
             model_class=LMTask,
             datamodule_class=L.LightningDataModule,
@@ -48,7 +60,15 @@ class LitLMCLI(LightningCLI):
             "--checkpoint_every_n_steps",
             type=int | None,
             default=None,
-            help="Also write last.ckpt every N optimizer steps (default: at the end of each validation).",
+            help="Write checkpoints/last.ckpt every N optimizer steps (default, with no interval in minutes "
+            "either: at the end of each validation).",
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_minutes",
+            type=float | None,
+            default=None,
+            help="Write checkpoints/last.ckpt when this many minutes of training have passed since the last write "
+            "(combines with --checkpoint_every_n_steps).",
         )
 
     def before_instantiate_classes(self) -> None:
@@ -73,32 +93,53 @@ class LitLMCLI(LightningCLI):
         if best.is_file():
             config["ckpt_path"] = str(best)
 
-    def instantiate_trainer(self, **kwargs):
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init.get(self.subcommand, self.config_init)
-        root = Path(config["trainer"]["default_root_dir"])
-        extra = [cb for cb in kwargs.get("callbacks") or []]
-        if not any(isinstance(cb, ModelCheckpoint) for cb in extra + list(config["trainer"].get("callbacks") or [])):
-            extra.append(
+        trainer_config = config["trainer"]
+        root = Path(trainer_config["default_root_dir"])
+        # the configured callbacks (--trainer.callbacks) plus ours; kwargs["callbacks"] replaces the configured list
+        callbacks = _as_list(kwargs.get("callbacks", trainer_config.get("callbacks")))
+        checkpointing = trainer_config.get("enable_checkpointing") is not False
+        if checkpointing and not any(isinstance(cb, ModelCheckpoint) for cb in callbacks):
+            callbacks.append(
                 ModelCheckpoint(
                     dirpath=root / "checkpoints",
                     filename="best",
                     monitor="val/loss",
                     mode="min",
                     save_top_k=1,
-                    save_last=True,
-                    enable_version_counter=False,  # fixed names: checkpoints/best.ckpt and checkpoints/last.ckpt
-                    every_n_train_steps=config.get("checkpoint_every_n_steps"),
+                    enable_version_counter=False,  # a fixed name: checkpoints/best.ckpt
                 )
             )
-        if config["trainer"].get("logger") is not False and not any(
-            isinstance(cb, LearningRateMonitor) for cb in extra
+            callbacks.append(
+                LastCheckpoint(
+                    root / "checkpoints",
+                    every_n_train_steps=config.get("checkpoint_every_n_steps"),
+                    every_n_minutes=config.get("checkpoint_every_n_minutes"),
+                    resume_hint=resume_command(self._argv) if self.subcommand == "fit" else None,
+                )
+            )
+        if not any(isinstance(cb, TrainingRNG) for cb in callbacks):
+            callbacks.append(TrainingRNG())
+        if trainer_config.get("logger") is not False and not any(
+            isinstance(cb, LearningRateMonitor) for cb in callbacks
         ):
-            extra.append(LearningRateMonitor(logging_interval="step"))
-        kwargs["callbacks"] = extra
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
+        kwargs["callbacks"] = callbacks
+        plugins = _as_list(kwargs.get("plugins", trainer_config.get("plugins")))
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        interrupted = next(
+            (cb.interrupted_by for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.interrupted_by),
+            None,
+        )
+        if interrupted is not None:  # LastCheckpoint printed where the checkpoint is and how to resume
+            raise SystemExit(128 + int(interrupted))
         if not trainer.is_global_zero:
             return
         ckpt = trainer.checkpoint_callback
@@ -109,6 +150,12 @@ class LitLMCLI(LightningCLI):
         if ckpt is not None and ckpt.dirpath:
             lines.append(f"  checkpoints:      {ckpt.dirpath}   (last.ckpt; best: {ckpt.best_model_path or 'n/a'})")
         print("\n".join(lines), flush=True)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _has_omegaconf() -> bool:

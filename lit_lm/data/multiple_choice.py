@@ -109,7 +109,7 @@ def read_story_cloze(path: str | Path) -> ReadResult[MultipleChoiceExample]:
     lines = read_text_lines(path)
     reader = csv.reader(lines, strict=True)
     try:
-        header = next(reader)
+        header = next(reader, [])
     except csv.Error as e:
         raise DataError(f"malformed CSV ({e})", path, reader.line_num) from None
     missing = [c for c in _STORY_COLUMNS if c not in header]
@@ -166,7 +166,7 @@ def read_copa_xml(path: str | Path) -> ReadResult[MultipleChoiceExample]:
     """Read COPA's XML format (the original release files and Balanced-COPA)."""
     p, data = read_bytes_checked(path)
     decode_utf8(data, p)  # a clear file:line message for non-UTF-8 bytes before expat sees them
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate(encoding="utf-8")  # checked above; overrides (a possibly bogus) encoding="..."
     items: list[tuple[int, dict[str, str]]] = []
     state: dict[str, Any] = {"item": None, "field": None, "text": []}
 

@@ -11,6 +11,12 @@ With ``files=None`` they use the built-in generated corpus (:mod:`lit_lm.data.bu
 Randomness: every random choice derives from ``seed`` and the epoch (train) or from ``seed`` alone (validation),
 never from global state, so a run is reproducible with any ``num_workers`` and under DDP (Lightning shards the
 custom samplers with its ``DistributedSamplerWrapper`` and forwards ``set_epoch`` to them).
+
+Resuming: the DataModules' ``state_dict`` (which Lightning stores in every checkpoint) records the epoch and how many
+training batches of it the trainer has consumed; after ``load_state_dict`` the training sampler skips exactly those
+examples once, so a run resumed mid-epoch sees the rest of the epoch's examples, none twice and none skipped
+(also under DDP, where each rank continues its own shard; with a different number of processes the epoch starts
+again, with a warning).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import hashlib
 import logging
 import os
 import random
+import signal
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -75,7 +83,36 @@ class CausalWindowDataset(Dataset):
         return {"input_ids": a[:-1], "labels": a[1:]}
 
 
-class WindowSampler(Sampler[int]):
+class _ResumableSampler:
+    """Continues one epoch after the examples a resumed run had already trained on (once)."""
+
+    epoch: int
+    _resume: tuple[int, int, bool] | None = None
+
+    def resume_from(self, epoch: int, num_examples: int, rotate: bool = False) -> None:
+        """Continue in ``epoch`` after its first ``num_examples`` examples: the next iteration over that epoch
+        leaves them out (later iterations, and an iteration over another epoch, do not).
+
+        With ``rotate`` they are moved to the end instead, so the epoch keeps its length: under DDP, Lightning's
+        ``DistributedSamplerWrapper`` deals the (fixed-length) list round-robin to the ranks, and after a rotation
+        by ``batches * batch_size * world_size`` every rank continues exactly where its own shard stopped (the
+        trainer ends the epoch before the moved examples come round).
+        """
+        self.epoch = epoch
+        self._resume = (epoch, num_examples, rotate)
+
+    def _resumed(self, order: np.ndarray) -> np.ndarray:
+        """``order`` (this epoch's examples) after a pending :meth:`resume_from`, which is used up."""
+        if self._resume is None:
+            return order
+        epoch, n, rotate = self._resume
+        self._resume = None
+        if epoch != self.epoch or n <= 0:
+            return order
+        return np.concatenate([order[n:], order[:n]]) if rotate else order[n:]
+
+
+class WindowSampler(_ResumableSampler, Sampler[int]):
     """Start offsets of training windows for one epoch, derived from ``(seed, epoch)``.
 
     Args:
@@ -116,7 +153,7 @@ class WindowSampler(Sampler[int]):
         return starts if self.num_samples is None else starts[: self.num_samples]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._starts().tolist())
+        return iter(self._resumed(self._starts()).tolist())
 
     def __len__(self) -> int:
         if self.mode == "random":
@@ -290,7 +327,7 @@ class SentencePairDataset(Dataset):
         return ex
 
 
-class PairSampler(Sampler[tuple]):
+class PairSampler(_ResumableSampler, Sampler[tuple]):
     """Builds the training instances of an epoch (:func:`build_pair_specs` with a ``(seed, epoch)`` generator)
     and yields them in a shuffled order as ``(key, a_start, a_end, b_start, b_end, nsp_label)`` tuples.
 
@@ -330,7 +367,7 @@ class PairSampler(Sampler[tuple]):
 
     def __iter__(self) -> Iterator[tuple]:
         specs = self.specs()
-        order = np.random.default_rng([self.seed, self.epoch, 1]).permutation(len(specs))
+        order = self._resumed(np.random.default_rng([self.seed, self.epoch, 1]).permutation(len(specs)))
         base = (self.epoch & 0x3FFFFFFF) << 32
         for i in order.tolist():
             a0, a1, b0, b1, label = specs[i].tolist()
@@ -528,6 +565,14 @@ class MLMCollator:
 
 
 # ================================================================================================ DataModules
+def _worker_ignores_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which stops training cleanly with a
+    checkpoint (a Ctrl-C reaches every process of the terminal's group; a dead worker would end the run with a
+    ``DataLoader worker exited unexpectedly`` error instead). Workers still exit when the main process does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class _PretrainingDataModule(L.LightningDataModule):
     """Shared part: files, tokenizer, cached corpus preparation."""
 
@@ -574,6 +619,7 @@ class _PretrainingDataModule(L.LightningDataModule):
         #: Id of ``[PAD]``.
         self.pad_token_id: int = self.tokenizer.pad_id
         self.corpus: PreparedCorpus | None = None
+        self._resume_state: dict[str, Any] | None = None
 
     def _prepare(self) -> PreparedCorpus:
         return prepare_corpus(
@@ -594,10 +640,68 @@ class _PretrainingDataModule(L.LightningDataModule):
         if self.num_workers > 0:
             # workers only read memmaps; keep the Rust tokenizer's fork warning away
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            kw["worker_init_fn"] = _worker_ignores_interrupts
         return DataLoader(
             dataset, batch_size=self.batch_size, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0, **kw,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------ resuming
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the data, for the checkpoint: the epoch and how many of its training batches
+        the trainer has consumed (batches prefetched by the DataLoader or its workers are not counted)."""
+        trainer = self.trainer
+        sampler: _ResumableSampler | None = getattr(self, "train_sampler", None)
+        if trainer is None or sampler is None:
+            return {}
+        epochs = trainer.fit_loop.epoch_progress.current
+        epoch, batches = int(epochs.processed), 0
+        if epochs.started > epochs.processed:  # inside an epoch (between epochs the next one starts afresh)
+            batches = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            if batches >= trainer.num_training_batches:  # its last batch is done: the next epoch is next
+                epoch, batches = epoch + 1, 0
+        return {
+            "epoch": epoch,
+            "batches": batches,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "world_size": int(trainer.world_size),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the data where the checkpoint's training stopped: the next training epoch skips the examples of
+        the batches already consumed (applied when the training DataLoader is next created)."""
+        if state_dict:
+            self._resume_state = dict(state_dict)
+
+    def _apply_resume(self, sampler: _ResumableSampler) -> None:
+        state = self._resume_state
+        if state is None:
+            return
+        self._resume_state = None
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        world = int(self.trainer.world_size) if self.trainer is not None else 1
+        saved_world = int(state.get("world_size", 1))
+        if batches and saved_world != world:
+            log.warning(
+                "the checkpoint stopped in the middle of epoch %d with %d processes, this run has %d: that epoch's "
+                "data starts again from its first example", epoch, saved_world, world,
+            )  # fmt: skip
+            sampler.set_epoch(epoch)
+            return
+        saved_bs, saved_seed = int(state.get("batch_size", self.batch_size)), state.get("seed", self.seed)
+        if saved_bs != self.batch_size or saved_seed != self.seed:
+            log.warning(
+                "the checkpoint was trained with batch_size=%d, seed=%s; this run has batch_size=%d, seed=%s: the "
+                "rest of epoch %d is not the exact continuation", saved_bs, saved_seed, self.batch_size, self.seed,
+                epoch,
+            )  # fmt: skip
+        consumed = batches * saved_bs * world  # all ranks together; rank r took every world-th example
+        sampler.resume_from(epoch, consumed, rotate=world > 1)
+        if batches:
+            log.info("resuming epoch %d after its first %d batches (%d examples)", epoch, batches, consumed)
+            # Lightning warns that a plain DataLoader cannot resume mid-epoch; this DataModule does it itself.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
     @property
     def num_train_tokens(self) -> int:
@@ -696,6 +800,8 @@ class CausalLMDataModule(_PretrainingDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
+        assert self.train_sampler is not None
+        self._apply_resume(self.train_sampler)
         return self._loader(self.train_dataset, sampler=self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -794,6 +900,8 @@ class MaskedLMDataModule(_PretrainingDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
+        assert self.train_sampler is not None
+        self._apply_resume(self.train_sampler)
         return self._loader(self.train_dataset, sampler=self.train_sampler, collate_fn=self.collator)
 
     def val_dataloader(self) -> DataLoader:

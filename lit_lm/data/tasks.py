@@ -84,6 +84,8 @@ def read_text_lines(path: str | Path) -> list[str]:
     """
     p, data = read_bytes_checked(path)
     text = decode_utf8(data, p)
+    if not text.strip():  # e.g. only a byte-order mark, or only Unicode spaces
+        raise DataError("file is empty (nothing but whitespace); expected examples", p)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
