@@ -132,6 +132,10 @@ class LitLMCLI(LightningCLI):
         kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
+    def after_predict(self) -> None:
+        if self.trainer.is_global_zero:
+            _print_generations(self.trainer.predict_loop.predictions)
+
     def after_fit(self) -> None:
         trainer = self.trainer
         interrupted = next(
@@ -164,6 +168,15 @@ def _has_omegaconf() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _print_generations(predictions: object) -> None:
+    """Print the texts a CausalLM ``predict`` produced (``predict_step`` returns ``{"text": [...]}`` per batch)."""
+    batches = predictions if isinstance(predictions, list) else []
+    for batch in batches:
+        if isinstance(batch, dict):
+            for text in batch.get("text", []):
+                print(f"\n>>> {text}", flush=True)
 
 
 def _user_error(exc: BaseException) -> BaseException | None:
