@@ -170,12 +170,14 @@ def main(argv: list[str] | None = None) -> None:
                 (preset, precision, tokens / sec["lit_lm"], tokens / sec["transformers"],
                  sec["transformers"] / sec["lit_lm"], mem["lit_lm"], mem["transformers"])
             )  # fmt: skip
-            print(f"{preset} {precision}: ours {tokens / sec['lit_lm']:.0f} tok/s, ref {tokens / sec['transformers']:.0f}")
+            ours, ref = tokens / sec["lit_lm"], tokens / sec["transformers"]
+            print(f"{preset} {precision}: ours {ours:.0f} tok/s, ref {ref:.0f}")
 
     header = (
         f"### model_forward: forward+backward, batch {args.batch_size} x seq {args.seq_len}, {date.today()}\n\n"
         f"Machine: {machine()}; torch {torch.__version__}; transformers (sdpa attention) as reference.\n\n"
-        "| preset | precision | lit_lm tok/s | transformers tok/s | speed ratio | lit_lm peak MiB | transformers peak MiB |\n"
+        "| preset | precision | lit_lm tok/s | transformers tok/s | speed ratio "
+        "| lit_lm peak MiB | transformers peak MiB |\n"
         "|---|---|---:|---:|---:|---:|---:|\n"
     )
     table = header + "".join(

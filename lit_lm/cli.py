@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_lm.callbacks import NaNGuard, NonFiniteLossError, ThroughputMonitor
 from lit_lm.checkpointing import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, resume_command
 from lit_lm.tasks import LMTask
 
@@ -125,6 +126,10 @@ class LitLMCLI(LightningCLI):
             isinstance(cb, LearningRateMonitor) for cb in callbacks
         ):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
+        if trainer_config.get("logger") is not False and not any(isinstance(cb, ThroughputMonitor) for cb in callbacks):
+            callbacks.append(ThroughputMonitor())  # tokens/s, samples/s, MFU where the device peak is known
+        if not any(isinstance(cb, NaNGuard) for cb in callbacks):
+            callbacks.append(NaNGuard())  # a NaN/inf loss stops the run before the update and any checkpoint
         kwargs["callbacks"] = callbacks
         plugins = _as_list(kwargs.get("plugins", trainer_config.get("plugins")))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -187,7 +192,7 @@ def _user_error(exc: BaseException) -> BaseException | None:
 
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (ConfigError, DataError, CheckpointError)):
+        if isinstance(exc, (ConfigError, DataError, CheckpointError, NonFiniteLossError)):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

@@ -136,7 +136,8 @@ def test_bad_settings_give_clear_errors(tmp_path, cache, pretrained, capsys):
         return err
 
     gpt, nli = "experiments/quickstart/gpt_pretrain.yaml", "experiments/quickstart/gpt_nli.yaml"
-    assert "unknown preset 'gpt-42'; available presets: bert-base" in error_of("--config", gpt, "--model.preset", "gpt-42")
+    err = error_of("--config", gpt, "--model.preset", "gpt-42")
+    assert "unknown preset 'gpt-42'; available presets: bert-base" in err
     assert "no-such-corpus.txt: corpus file or directory not found" in error_of(
         "--config", gpt, "--data.files", '["no-such-corpus.txt"]'
     )

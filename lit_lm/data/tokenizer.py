@@ -118,7 +118,8 @@ class Tokenizer:
     @staticmethod
     def _untrained(vocab_size: int, lowercase: bool, min_frequency: int, limit_alphabet: int):
         if vocab_size <= len(SPECIAL_TOKENS):
-            raise DataError(f"vocab_size must be larger than the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+            n = len(SPECIAL_TOKENS)
+            raise DataError(f"vocab_size must be larger than the {n} special tokens, got {vocab_size}")
         tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
         _configure(tk, lowercase)
         trainer = trainers.WordPieceTrainer(

@@ -8,6 +8,11 @@ Backends compute the same function:
 - ``triton``: lit_lm's fused FlashAttention-2 kernel (CUDA only), from :mod:`lit_lm.kernels`.
 - ``auto``: ``triton`` on CUDA when the kernel is available, ``sdpa`` otherwise.
 
+Dropout (here and in :mod:`lit_lm.model.transformer`) goes through :func:`dropout`: ``F.dropout`` on GPUs, and on
+the CPU a mask drawn from 16 random bits per element, ~4x faster than ``F.dropout``'s ``bernoulli_`` and kept as
+``bool`` (1 byte per element instead of a float mask). On the CPU, attention-probability dropout makes SDPA fall back
+to its unfused math path anyway; lit_lm then runs :func:`math_attention` itself, with that dropout.
+
 Masks follow the Hugging Face convention: ``attention_mask`` is ``(B, T)`` with 1 for real tokens and 0 for
 padding. Only keys are masked; outputs at padded query positions are finite but meaningless.
 """
@@ -33,6 +38,41 @@ def key_padding_to_bool_mask(attention_mask: torch.Tensor, causal: bool) -> torc
     return keep
 
 
+class _CPUDropout(torch.autograd.Function):
+    """Inverted dropout with a ``bool`` mask drawn from 16 random bits per element (CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        n = x.numel()
+        # one 64-bit draw gives four uniform 16-bit integers in [-2**15, 2**15)
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        threshold = round(p * 65536) - 32768  # P(bits16 < threshold) = p, to 1/65536
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= threshold
+        ctx.save_for_backward(keep)
+        ctx.scale = 1.0 / (1.0 - p)
+        # multiplying by the mask's bytes (uint8 view) is ~3x faster on CPUs than masked_fill or a bool product
+        return x.mul(keep.view(torch.uint8)).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep.view(torch.uint8)).mul_(ctx.scale), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout (zero each element with probability ``p``, scale the rest by ``1 / (1 - p)``).
+
+    ``F.dropout`` except on the CPU outside ``torch.compile``, where the mask comes from 16 random bits per element
+    (so ``p`` is rounded to a multiple of 1/65536) drawn from the global CPU generator: reproducible under
+    ``torch.manual_seed``, ~4x faster than ``F.dropout`` there, with a ``bool`` mask saved for backward.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or not x.is_floating_point() or torch.compiler.is_compiling() or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    return _CPUDropout.apply(x, p)
+
+
 def math_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -44,14 +84,16 @@ def math_attention(
 ) -> torch.Tensor:
     """Reference attention. q, k, v: (B, nh, T, hs); mask: bool, broadcastable to (B, nh, T, T), True = keep."""
     T = q.size(-2)
-    att = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T)
+    att = (q * scale) @ k.transpose(-2, -1)  # (B, nh, T, T); scaling q is cheaper than scaling att when T > hs
     if causal and mask is None:
         mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     if mask is not None:
-        att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
+        # an additive bias (0 / dtype min), added in place (the product's backward needs only q and k): a
+        # broadcast add is ~10x faster on CPUs than masked_fill_ with a broadcast mask; same result
+        bias = torch.zeros(mask.shape, dtype=att.dtype, device=att.device)
+        att = att.add_(bias.masked_fill_(~mask, torch.finfo(att.dtype).min))
     att = att.softmax(dim=-1)
-    if dropout_p > 0.0:
-        att = F.dropout(att, p=dropout_p)
+    att = dropout(att, dropout_p)
     return att @ v  # (B, nh, T, hs)
 
 
@@ -98,6 +140,8 @@ class SelfAttention(nn.Module):
             y = flash_attention(q, k, v, attention_mask, causal=self.causal, dropout_p=dropout_p, scale=scale)
         else:
             mask = None if attention_mask is None else key_padding_to_bool_mask(attention_mask, self.causal)
+            if backend == "sdpa" and dropout_p > 0.0 and x.device.type == "cpu":
+                backend = "math"  # what SDPA falls back to on the CPU with dropout; ours has the faster dropout
             if backend == "sdpa":
                 y = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=self.causal and mask is None, scale=scale

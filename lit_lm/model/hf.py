@@ -234,7 +234,8 @@ def _gpt_names(config: TransformerConfig) -> list[tuple[str, str, bool]]:
             ("mlp.proj", "mlp.c_proj", True),
             ("ln_2", "ln_2", False),
         ):
-            pairs += [(f"h.{i}.{a}.weight", f"h.{i}.{b}.weight", is_conv), (f"h.{i}.{a}.bias", f"h.{i}.{b}.bias", False)]
+            pairs.append((f"h.{i}.{a}.weight", f"h.{i}.{b}.weight", is_conv))
+            pairs.append((f"h.{i}.{a}.bias", f"h.{i}.{b}.bias", False))
     return pairs
 
 
@@ -367,7 +368,7 @@ def lit_to_hf(sd: Mapping[str, torch.Tensor], config: TransformerConfig) -> dict
             w, b = get(f"backbone.h.{i}.attn.qkv.weight"), get(f"backbone.h.{i}.attn.qkv.bias")
             if w is None or b is None:
                 continue
-            for n, wi, bi in zip(("query", "key", "value"), w.chunk(3, dim=0), b.chunk(3, dim=0)):
+            for n, wi, bi in zip(("query", "key", "value"), w.chunk(3, dim=0), b.chunk(3, dim=0), strict=True):
                 out[f"bert.encoder.layer.{i}.attention.self.{n}.weight"] = wi
                 out[f"bert.encoder.layer.{i}.attention.self.{n}.bias"] = bi
         for pairs in _BERT_HEADS.values():
@@ -403,7 +404,8 @@ def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         try:
             return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{directory / 'pytorch_model.bin'}: cannot be read as a torch state dict ({e})") from None
+            bin_file = directory / "pytorch_model.bin"
+            raise CheckpointError(f"{bin_file}: cannot be read as a torch state dict ({e})") from None
     else:
         raise CheckpointError(f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     sd: dict[str, torch.Tensor] = {}

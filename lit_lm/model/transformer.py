@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_lm.config import ConfigError, TransformerConfig
-from lit_lm.model.attention import SelfAttention
+from lit_lm.model.attention import SelfAttention, dropout
 
 
 def activation_fn(name: str):
@@ -25,6 +25,13 @@ def activation_fn(name: str):
     raise ConfigError(f"unknown activation {name!r}")
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through :func:`lit_lm.model.attention.dropout` (a faster mask on the CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class Embeddings(nn.Module):
     """Token + learned position (+ segment) embeddings, optional LayerNorm (BERT), dropout."""
 
@@ -35,7 +42,7 @@ class Embeddings(nn.Module):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.wtt = nn.Embedding(config.type_vocab_size, config.n_embd) if config.type_vocab_size > 0 else None
         self.ln = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps) if config.embedding_norm else None
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def forward(
         self,
@@ -91,7 +98,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre_norm:
@@ -155,6 +162,9 @@ class Transformer(nn.Module):
         Returns:
             (B, T, n_embd) hidden states.
         """
+        if attention_mask is not None and attention_mask.device.type == "cpu" and not torch.compiler.is_compiling():
+            if bool(attention_mask.all()):  # no padding: skip the mask (a host tensor, so no device sync)
+                attention_mask = None
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         for block in self.h:
             x = block(x, attention_mask)
@@ -172,9 +182,16 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self, seq_len: int) -> int:
-        """Forward+backward FLOPs per token (6 * matmul params + attention), as in the PaLM appendix."""
-        n_matmul = sum(p.numel() for n, p in self.h.named_parameters() if p.dim() == 2)
-        attn = 2 * 2 * self.config.n_layer * seq_len * self.config.n_embd  # QK^T and AV, forward
+        """Training (forward + backward) FLOPs per token of the blocks, PaLM appendix B: ``6 N + 12 L T C``.
+
+        ``N`` counts the blocks' weight matrices (each does a multiply-add per token forward, two backward);
+        ``12 L T C`` is the attention products ``q k^T`` and ``att v`` (``2 * 2 * T * C`` forward per layer, times
+        3). Embedding lookups, LayerNorms and activations are not counted, and causal attention counts the full
+        ``T x T`` (the usual convention). The heads (LM / MLM vocabulary projection, pooler) are the task's:
+        :meth:`lit_lm.tasks.LMTask.flops_per_token` adds them.
+        """
+        n_matmul = sum(p.numel() for p in self.h.parameters() if p.dim() == 2)
+        attn = 2 * 2 * self.config.n_layer * seq_len * self.config.n_embd  # q k^T and att v, forward
         return 6 * n_matmul + 3 * attn
 
 

@@ -86,6 +86,26 @@ class LMTask(L.LightningModule):
     def _resolve_data_settings(self, datamodule: Any) -> None:
         """Copy sizes the heads need (e.g. number of labels) from the DataModule into ``hparams``."""
 
+    def head_flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token of the task's heads (forward + backward); see :meth:`flops_per_token`."""
+        return 0.0
+
+    # ------------------------------------------------------------------------------------ throughput
+    def flops_per_token(self, seq_len: int) -> float:
+        """Model FLOPs of one training step per token (forward + backward, 6 per weight per token plus
+        attention, PaLM appendix B): the backbone's :meth:`~lit_lm.model.Transformer.flops_per_token` plus the
+        heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.ThroughputMonitor` for MFU."""
+        return float(self.backbone.flops_per_token(seq_len)) + self.head_flops_per_token(seq_len)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Drop an all-ones ``attention_mask`` while the batch is still on the host (a cheap check, no device
+        sync): without a mask, attention runs its fastest kernels (flash attention on GPUs)."""
+        if isinstance(batch, dict):
+            mask = batch.get("attention_mask")
+            if isinstance(mask, torch.Tensor) and mask.device.type == "cpu" and bool(mask.all()):
+                batch = {k: v for k, v in batch.items() if k != "attention_mask"}
+        return batch
+
     # ------------------------------------------------------------------------------------ building
     @property
     def backbone_config(self) -> TransformerConfig:

@@ -6,7 +6,6 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from lit_lm.config import ConfigError, TransformerConfig
@@ -63,8 +62,14 @@ class CausalLM(LMTask):
         return self.lm_head(self.backbone(input_ids, attention_mask=attention_mask))
 
     def _nll(self, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
-        logits = self(batch["input_ids"], batch.get("attention_mask"))
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), reduction=reduction)
+        """Next-token NLL (fp32) of a batch; the LM head and the cross-entropy fused (no ``(B, T, vocab)`` logits)."""
+        hidden = self.backbone(batch["input_ids"], attention_mask=batch.get("attention_mask"))
+        return self.lm_head.loss(hidden, batch["labels"], reduction=reduction)
+
+    def head_flops_per_token(self, seq_len: int) -> float:
+        """The tied LM head: a (C x vocab) product at every position, forward and backward."""
+        config = self.backbone_config
+        return 6.0 * config.n_embd * config.vocab_size
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._nll(batch)

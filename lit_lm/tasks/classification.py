@@ -30,11 +30,20 @@ class _FineTune(LMTask):
                 raise ConfigError("lm_loss_weight > 0 (GPT-1's auxiliary LM loss) needs a decoder backbone")
             self.lm_head = LMHead(self.backbone.wte)
 
-    def _lm_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Next-token loss over the real (non-padding) tokens: GPT-1's auxiliary objective."""
-        logits = self.lm_head(hidden[:, :-1]).float()
-        labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+    def _lm_loss(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Next-token loss over the real (non-padding) tokens: GPT-1's auxiliary objective (head and
+        cross-entropy fused, no logits kept). ``attention_mask`` None means no padding."""
+        labels = input_ids[:, 1:]
+        if attention_mask is not None:
+            labels = labels.masked_fill(attention_mask[:, 1:] == 0, -100)
+        return self.lm_head.loss(hidden[:, :-1], labels)
+
+    def head_flops_per_token(self, seq_len: int) -> float:
+        """GPT-1's auxiliary LM head when it is on (the classifier, once per sequence, is negligible)."""
+        config = self.backbone_config
+        return 6.0 * config.n_embd * config.vocab_size if self.hparams.lm_loss_weight > 0 else 0.0
 
     def _check_format(self, datamodule: Any) -> None:
         fmt = getattr(datamodule, "format", None)
@@ -96,7 +105,9 @@ class SequenceClassification(_FineTune):
         n = getattr(datamodule, "num_labels", None)
         if self.hparams.num_labels is None:
             if n is None:
-                raise ConfigError("SequenceClassification needs num_labels: pass it or use a DataModule with num_labels")
+                raise ConfigError(
+                    "SequenceClassification needs num_labels: pass it or use a DataModule with num_labels"
+                )
             self.hparams["num_labels"] = n
         elif n is not None and n != self.hparams.num_labels:
             raise ConfigError(f"model num_labels={self.hparams.num_labels} but the DataModule has {n} labels")
@@ -105,7 +116,9 @@ class SequenceClassification(_FineTune):
 
     def build_heads(self, config: TransformerConfig) -> None:
         n = self.hparams.num_labels
-        self.classifier = ClassificationHead(config.n_embd, n, self.hparams.classifier_dropout, config.initializer_range)
+        self.classifier = ClassificationHead(
+            config.n_embd, n, self.hparams.classifier_dropout, config.initializer_range
+        )
         self._build_lm_head(config)
         self.metrics = torch.nn.ModuleDict()
         for stage in ("train", "val", "test"):
@@ -127,7 +140,7 @@ class SequenceClassification(_FineTune):
         loss = F.cross_entropy(logits, labels)
         on_step = stage == "train"
         if self.hparams.lm_loss_weight > 0:
-            lm = self._lm_loss(hidden, batch["input_ids"], batch["attention_mask"])
+            lm = self._lm_loss(hidden, batch["input_ids"], batch.get("attention_mask"))
             self.log(f"{stage}/lm_loss", lm, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
             loss = loss + self.hparams.lm_loss_weight * lm
         preds = logits.argmax(-1)
@@ -162,7 +175,9 @@ class SequenceClassification(_FineTune):
             return
         names = self.hparams.label_names or [str(i) for i in range(matrix.size(0))]
         header = "| true \\ predicted | " + " | ".join(names) + " |\n|---" * (len(names) + 1) + "|\n"
-        rows = "".join(f"| {n} | " + " | ".join(str(int(c)) for c in row) + " |\n" for n, row in zip(names, matrix))
+        rows = "".join(
+            f"| {n} | " + " | ".join(str(int(c)) for c in row) + " |\n" for n, row in zip(names, matrix, strict=False)
+        )
         experiment.add_text("val/confusion_matrix", header + rows, self.global_step)
         experiment.add_image("val/confusion_matrix", confusion_image(matrix), self.global_step, dataformats="HW")
 
@@ -218,7 +233,11 @@ class MultipleChoice(_FineTune):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (scores (B, n_choices), hidden (B * n_choices, T, C))."""
         B, n_choices, T = batch["input_ids"].shape
-        flat = {k: batch[k].reshape(B * n_choices, -1) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        flat = {
+            k: batch[k].reshape(B * n_choices, -1)
+            for k in ("input_ids", "attention_mask", "token_type_ids")
+            if k in batch
+        }
         types = flat.get("token_type_ids") if self.backbone_config.type_vocab_size > 0 else None
         hidden = self.backbone(flat["input_ids"], flat.get("attention_mask"), types)  # (B * n_choices, T, C)
         features = self._features(hidden, batch["extract_positions"].reshape(-1))
@@ -230,7 +249,8 @@ class MultipleChoice(_FineTune):
         on_step = stage == "train"
         if self.hparams.lm_loss_weight > 0:
             B, n_choices, T = batch["input_ids"].shape
-            lm = self._lm_loss(hidden, batch["input_ids"].view(-1, T), batch["attention_mask"].view(-1, T))
+            mask = batch.get("attention_mask")
+            lm = self._lm_loss(hidden, batch["input_ids"].view(-1, T), None if mask is None else mask.view(-1, T))
             self.log(f"{stage}/lm_loss", lm, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
             loss = loss + self.hparams.lm_loss_weight * lm
         acc = self.metrics[f"{stage}_acc"]

@@ -59,15 +59,19 @@ class MaskedLM(LMTask):
             self.nsp_head = NSPHead(config)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Losses and logits of one batch."""
+        """Losses and predictions of one batch: ``loss``, ``mlm_loss``, ``mlm_preds`` / ``mlm_labels`` (at the
+        masked positions) and, with NSP, ``nsp_loss`` and ``nsp_logits``.
+
+        The MLM head runs at the masked positions only, and its vocabulary projection is fused with the
+        cross-entropy (:func:`~lit_lm.model.heads.linear_cross_entropy`), so no ``(n_masked, vocab)`` logits are
+        kept; ``mlm_preds`` (their argmax) comes from the same pass.
+        """
         hidden = self.backbone(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
         labels = batch["labels"]
         selected = labels != -100
-        mlm_logits = self.mlm_head(hidden[selected]).float()  # (n_masked, vocab)
         mlm_labels = labels[selected]
-        out = {"mlm_logits": mlm_logits, "mlm_labels": mlm_labels}
-        out["mlm_loss"] = F.cross_entropy(mlm_logits, mlm_labels) if mlm_labels.numel() else mlm_logits.sum() * 0.0
-        out["loss"] = out["mlm_loss"]
+        mlm_loss, mlm_preds = self.mlm_head.loss(hidden[selected], mlm_labels)  # 0 when nothing is masked
+        out = {"mlm_preds": mlm_preds, "mlm_labels": mlm_labels, "mlm_loss": mlm_loss, "loss": mlm_loss}
         if self.hparams.nsp and "next_sentence_label" in batch:
             nsp_logits = self.nsp_head(self.backbone.pool(hidden)).float()
             out["nsp_logits"] = nsp_logits
@@ -75,13 +79,27 @@ class MaskedLM(LMTask):
             out["loss"] = out["loss"] + out["nsp_loss"]
         return out
 
+    def head_flops_per_token(self, seq_len: int) -> float:
+        """MLM head (dense + tied decoder) at the masked share of the positions (``mlm_probability`` of the
+        DataModule, else 0.15); the pooler and NSP classifier once per sequence."""
+        config = self.backbone_config
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        share = float(getattr(datamodule, "mlm_probability", 0.15))
+        C = config.n_embd
+        flops = share * 6.0 * (C * C + C * config.vocab_size)
+        if self.hparams.nsp:
+            flops += 6.0 * (C * C + 2 * C) / seq_len
+        return flops
+
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         out = self(batch)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", out["loss"], prog_bar=True, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        self.log(
+            f"{stage}/loss", out["loss"], prog_bar=True, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step
+        )
         self.log(f"{stage}/mlm_loss", out["mlm_loss"], on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         mlm_acc = self.metrics[f"{stage}_mlm_acc"]
-        mlm_acc((out["mlm_logits"].argmax(-1) == out["mlm_labels"]).float())
+        mlm_acc((out["mlm_preds"] == out["mlm_labels"]).float())
         self.log(f"{stage}/mlm_acc", mlm_acc, on_step=on_step, on_epoch=not on_step)
         if "nsp_logits" in out:
             nsp_acc = self.metrics[f"{stage}_nsp_acc"]

@@ -1,0 +1,285 @@
+"""Lightning callbacks for training runs: throughput / MFU logging and a stop on non-finite losses.
+
+- :class:`ThroughputMonitor`: tokens/s, samples/s, model TFLOP/s and MFU in the logger every N optimizer steps,
+  counted from tensor shapes (no host sync in the hot path).
+- :class:`NaNGuard`: a NaN/inf training loss ends the run with a message naming the step and the loss, before the
+  bad update is applied and before any checkpoint with non-finite weights can be written.
+
+Both work with any LightningModule; MFU needs a ``flops_per_token(seq_len)`` method (every
+:class:`lit_lm.tasks.LMTask` has one).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+__all__ = ["GPU_PEAK_FLOPS", "NaNGuard", "NonFiniteLossError", "ThroughputMonitor", "peak_flops_for"]
+
+#: Dense (no sparsity) datasheet peaks in FLOP/s per GPU: fp32 (CUDA cores), tf32 and bf16/fp16 tensor cores.
+#: Matched against ``torch.cuda.get_device_name()`` (all words of the key must occur; first match wins).
+GPU_PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "h200": {"fp32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12},  # SXM (the NVL part is ~15% lower)
+    "h100 pcie": {"fp32": 51.2e12, "tf32": 378e12, "bf16": 756e12},
+    "h100": {"fp32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12},  # SXM
+    "a100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12},
+}
+
+
+def _precision_key(precision: str) -> str | None:
+    """``"bf16"`` (also for fp16: the same tensor-core rate), ``"tf32"``, ``"fp32"``, or None (unknown)."""
+    precision = str(precision)
+    if precision.startswith(("bf16", "16")):
+        return "bf16"
+    if precision.startswith("32"):
+        return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return None
+
+
+def peak_flops_for(device: torch.device, precision: str) -> float | None:
+    """Datasheet peak FLOP/s of a known CUDA GPU for a Lightning ``precision`` string (None if unknown)."""
+    key = _precision_key(precision)
+    if device.type != "cuda" or key is None:
+        return None
+    name = torch.cuda.get_device_name(device).lower()
+    for chip, peaks in GPU_PEAK_FLOPS.items():
+        if all(word in name for word in chip.split()):
+            return peaks[key]
+    return None
+
+
+def _batch_shape(batch: Any) -> tuple[int, int, int] | None:
+    """(tokens, samples, seq_len) of a batch from ``input_ids``' shape (metadata only: no device sync)."""
+    ids = batch.get("input_ids") if isinstance(batch, dict) else batch
+    if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], torch.Tensor):
+        ids = ids[0]
+    if not isinstance(ids, torch.Tensor) or ids.dim() < 2:
+        return None
+    return ids.numel(), ids.size(0), ids.size(-1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class ThroughputMonitor(L.Callback):
+    """Log training throughput and model FLOPs utilisation every ``log_every_n_steps`` optimizer steps.
+
+    Logged (to every logger, from rank 0, at ``trainer.global_step``):
+
+    - ``throughput/tokens_per_sec``, ``throughput/samples_per_sec``: all devices together (the per-device rate
+      times the world size, assuming the ranks' batches are alike);
+    - ``throughput/tokens_per_sec_per_device``;
+    - ``throughput/tflops_per_device``: achieved model TFLOP/s (``pl_module.flops_per_token(seq_len)`` per token,
+      i.e. 6 FLOPs per weight per token plus attention and the heads' useful work; padding tokens count);
+    - ``throughput/mfu``: those FLOP/s over the device's peak for the run's precision, when the peak is known
+      (``peak_flops``, or the datasheet table :data:`GPU_PEAK_FLOPS` for H100/H200/A100).
+
+    Tokens and samples are read from ``batch["input_ids"].shape``: no ``.item()``, no sync in the hot path. The
+    clock is read (after one ``cuda.synchronize``) only on logging steps, so the figures are averages over the
+    last window. The first batch (warm-up, lazy initialisation, compilation) is left out, and so is the time spent
+    in validation.
+
+    Args:
+        log_every_n_steps: Window length in optimizer steps (default: the Trainer's ``log_every_n_steps``).
+        peak_flops: The device's peak FLOP/s for MFU (per device). Default: the datasheet table on known GPUs,
+            none (no MFU) elsewhere; on a CPU measure it, e.g. with ``benchmarks/train_throughput.py``.
+    """
+
+    def __init__(self, log_every_n_steps: int | None = None, peak_flops: float | None = None) -> None:
+        super().__init__()
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise ValueError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
+        if peak_flops is not None and peak_flops <= 0:
+            raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
+        self.log_every_n_steps = log_every_n_steps
+        self.peak_flops = peak_flops
+        #: The last logged values (on every rank), for inspection.
+        self.metrics: dict[str, float] = {}
+        self._available: float | None = None
+        self._device = torch.device("cpu")
+        self._t_last: float | None = None
+        self._val_t0: float | None = None
+        self._flops_cache: dict[int, float | None] = {}
+        self._warned = False
+        self._reset_window(0)
+
+    def _reset_window(self, step: int) -> None:
+        self._tokens = self._samples = 0
+        self._flops = 0.0
+        self._window_start_step = step
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._device = trainer.strategy.root_device
+        self._available = self.peak_flops or peak_flops_for(self._device, trainer.precision)
+        self._flops_cache.clear()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t_last = None
+
+    def _flops_per_token(self, pl_module: L.LightningModule, seq_len: int) -> float | None:
+        if seq_len not in self._flops_cache:
+            fn = getattr(pl_module, "flops_per_token", None)
+            self._flops_cache[seq_len] = float(fn(seq_len)) if callable(fn) else None
+        return self._flops_cache[seq_len]
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        shape = _batch_shape(batch)
+        if shape is None:
+            if not self._warned:
+                rank_zero_warn("ThroughputMonitor: the batch has no (B, ..., T) `input_ids` tensor; nothing logged")
+                self._warned = True
+            return
+        step = trainer.global_step
+        if self._t_last is None:  # the clock starts after the first batch: warm-up is not counted
+            _sync(self._device)
+            self._t_last = time.perf_counter()
+            self._reset_window(step)
+            return
+        tokens, samples, seq_len = shape
+        self._tokens += tokens
+        self._samples += samples
+        fpt = self._flops_per_token(pl_module, seq_len)
+        if fpt is not None:
+            self._flops += fpt * tokens
+        every = self.log_every_n_steps or trainer.log_every_n_steps or 50
+        if step == self._window_start_step or step % every != 0:
+            return  # not an optimizer-step boundary on the logging grid (or still accumulating gradients)
+        _sync(self._device)
+        now = time.perf_counter()
+        elapsed = max(now - self._t_last, 1e-9)
+        world = trainer.world_size
+        metrics = {
+            "throughput/tokens_per_sec": self._tokens * world / elapsed,
+            "throughput/samples_per_sec": self._samples * world / elapsed,
+            "throughput/tokens_per_sec_per_device": self._tokens / elapsed,
+        }
+        if self._flops:
+            flops_per_sec = self._flops / elapsed
+            metrics["throughput/tflops_per_device"] = flops_per_sec / 1e12
+            if self._available:
+                metrics["throughput/mfu"] = flops_per_sec / self._available
+        self.metrics = metrics
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+        self._t_last = now
+        self._reset_window(step)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._t_last is not None and not trainer.sanity_checking:
+            _sync(self._device)
+            self._val_t0 = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_t0 is not None and self._t_last is not None:
+            _sync(self._device)
+            self._t_last += time.perf_counter() - self._val_t0  # validation time does not count
+        self._val_t0 = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss (or non-finite weights); raised by :class:`NaNGuard`."""
+
+
+class NaNGuard(L.Callback):
+    """Stop training at the first NaN/inf loss, before the bad update and before a broken checkpoint.
+
+    The check runs in ``on_before_backward``, so the step with the bad loss is never applied: the weights in
+    memory stay those of the last good step. Every step the loss's finiteness is folded into a flag on the
+    device (no sync); every ``check_every_n_steps`` steps the flag is read (one host sync; under DDP reduced over
+    the ranks so that all of them stop together) and the run ends with :class:`NonFiniteLossError` naming the
+    first bad step and its loss value. Before every checkpoint the flag is read regardless, and the weights are
+    checked to be finite (a loss can be finite while an overflowing gradient already wrecked the weights), so a
+    checkpoint with non-finite weights is never written.
+
+    Trade-off of ``check_every_n_steps``: 1 (default) stops at once and, since the step is refused before
+    backward, keeps the weights clean, at the cost of one host sync per step (a small stall on GPUs; free on
+    CPUs; Lightning's progress bar already syncs on the logged loss each refresh). With N > 1 no sync happens in
+    between, the run stops up to N - 1 steps later, and those steps' updates (with NaN gradients) have been
+    applied to the in-memory weights, but still no checkpoint is written from them. Unlike
+    ``Trainer(detect_anomaly=True)`` this costs nothing in backward, and unlike ``EarlyStopping(check_finite)`` it
+    does not need a monitored metric and acts before the update.
+
+    Args:
+        check_every_n_steps: Read the flag every N training batches (see above).
+        check_weights_on_save: Also refuse checkpoints whose weights are not all finite.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1, check_weights_on_save: bool = True) -> None:
+        super().__init__()
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
+        self.check_weights_on_save = check_weights_on_save
+        self._bad: torch.Tensor | None = None  # () bool: a non-finite loss was seen
+        self._first_step: torch.Tensor | None = None  # () long: global step of the first one
+        self._first_value: torch.Tensor | None = None  # () float: its value
+        self._seen = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        device = pl_module.device
+        self._bad = torch.zeros((), dtype=torch.bool, device=device)
+        self._first_step = torch.full((), -1, dtype=torch.long, device=device)
+        self._first_value = torch.zeros((), dtype=torch.float32, device=device)
+        self._seen = 0
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if self._bad is None:
+            self.on_train_start(trainer, pl_module)
+        value = loss.detach().float().sum()
+        # all on the device, no sync (torch.full launches a fill kernel with the step as an argument: no copy)
+        new = ~torch.isfinite(value) & ~self._bad
+        step = torch.full((), trainer.global_step, dtype=torch.long, device=value.device)
+        self._first_step = torch.where(new, step, self._first_step)
+        self._first_value = torch.where(new, value, self._first_value)
+        self._bad = self._bad | new
+        self._seen += 1
+        if self._seen % self.check_every_n_steps == 0:
+            self._raise_if_bad(trainer, "training")
+
+    def _raise_if_bad(self, trainer: L.Trainer, when: str) -> None:
+        if self._bad is None:
+            return
+        bad = trainer.strategy.reduce_boolean_decision(bool(self._bad), all=False)  # any rank
+        if not bad:
+            return
+        if bool(self._bad):
+            step, value = int(self._first_step), float(self._first_value)
+            where = f"at global step {step} (rank {trainer.global_rank}): loss = {value}"
+        else:
+            where = "on another rank"
+        applied = "was not applied" if self.check_every_n_steps == 1 else "may have reached the weights in memory"
+        raise NonFiniteLossError(
+            f"NaNGuard: non-finite training loss {where}; the run was stopped during {when}: its update {applied}, "
+            "and no checkpoint was written after it. Lower the learning rate or raise warm-up, enable "
+            "gradient clipping (trainer.gradient_clip_val), use bf16-mixed rather than 16-mixed, or check the "
+            "data of that step (e.g. an all-ignored label batch)."
+        )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._raise_if_bad(trainer, "a checkpoint save")
+        if not self.check_weights_on_save:
+            return
+        named = list(pl_module.named_parameters())
+        bad: list[str] = []
+        if named:
+            finite = torch.stack([torch.isfinite(p).all() for _, p in named])
+            if not bool(finite.all()):  # one host sync per checkpoint
+                bad = [n for (n, _), f in zip(named, finite.tolist(), strict=True) if not f]
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            raise NonFiniteLossError(
+                f"NaNGuard: refusing to write a checkpoint at global step {trainer.global_step}: non-finite weights "
+                f"in {bad[:5] or 'another rank'}{' ...' if len(bad) > 5 else ''}. Lower the learning rate, enable "
+                "gradient clipping, or resume from the last good checkpoint."
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._raise_if_bad(trainer, "the end of training")
