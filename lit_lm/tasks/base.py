@@ -4,6 +4,7 @@ optimizer and learning-rate schedule, checkpoint metadata."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -96,6 +97,12 @@ class LMTask(L.LightningModule):
         attention, PaLM appendix B): the backbone's :meth:`~lit_lm.model.Transformer.flops_per_token` plus the
         heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.ThroughputMonitor` for MFU."""
         return float(self.backbone.flops_per_token(seq_len)) + self.head_flops_per_token(seq_len)
+
+    def setup(self, stage: str) -> None:
+        # Lightning warns once that this module's on_before_batch_transfer is used although a DataModule is
+        # attached; that is the intent (the DataModule does not define the hook), so the warning is only noise.
+        noise = r"You have overridden `on_before_batch_transfer` in `LightningModule` but"
+        warnings.filterwarnings("ignore", message=noise)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Drop an all-ones ``attention_mask`` while the batch is still on the host (a cheap check, no device
