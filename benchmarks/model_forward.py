@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _memory import reset_peak_rss, status_mib  # benchmarks/_memory.py
 
 from lit_lm.config import TransformerConfig
 from lit_lm.model import build_backbone
@@ -94,20 +94,12 @@ def memory_probe(args) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_mib() * 2**20
+        reset_peak_rss()
+        base = status_mib("VmRSS") * 2**20
     step()
     step()
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss_mib() * 2**20
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else status_mib("VmHWM") * 2**20
     print(json.dumps({"peak_mib": (peak - base) / 2**20}))
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _dtype(precision: str) -> torch.dtype | None:

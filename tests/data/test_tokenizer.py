@@ -93,6 +93,19 @@ def test_bert_vocab_txt(tmp_path: Path) -> None:
     assert Tokenizer.from_file(tmp_path).vocab_size == len(vocab)
 
 
+def test_fixed_padding_and_truncation_of_a_foreign_tokenizer_json_are_dropped(tmp_path: Path) -> None:
+    # Hugging Face exports (all-MiniLM-L6-v2's among them) may pad every text to a fixed length and cut long ones
+    # silently; lit_lm pads per batch and counts its own truncations.
+    hf = Tokenizer.train_from_texts(TEXTS, vocab_size=300, lowercase=True).hf
+    text = "the lantern was lit in the harbour"
+    expected = hf.encode(text, add_special_tokens=False).ids
+    hf.enable_padding(length=32, pad_id=0, pad_token="[PAD]")
+    hf.enable_truncation(max_length=4)
+    hf.save(str(tmp_path / "tokenizer.json"))
+    loaded = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert loaded.encode(text) == expected and len(expected) > 4
+
+
 def test_missing_tokenizer_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found") as e:
         Tokenizer.from_file(tmp_path / "nope.json")

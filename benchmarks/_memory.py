@@ -1,0 +1,24 @@
+"""Peak host memory of this process, for the benchmarks' memory probes (run in fresh subprocesses).
+
+``ru_maxrss`` is not used: it survives ``exec``, so a child started by a big parent would report the parent's peak.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def status_mib(field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) RSS of this process in MiB, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0), so that the peak of building the model does not count."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass

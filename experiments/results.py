@@ -1,0 +1,283 @@
+"""Reproduce the README's Results: run the real-data experiments of ``experiments/cpu`` in turn, then tabulate and
+plot them from their TensorBoard logs.
+
+    python experiments/results.py run                  # all of them, prerequisites first (~75 min on 2 CPU cores)
+    python experiments/results.py run snli_minilm      # some (their prerequisites must have run before)
+    python experiments/results.py report               # table + plots -> experiments/plots, README.md
+
+``make results`` does both. Each run is ``python -m lit_lm fit --config experiments/cpu/<name>.yaml`` (then ``test
+--ckpt_path best`` for the fine-tuning runs) in a fresh ``runs/cpu/<name>``; the wall time of every command is kept
+in ``runs/cpu/<name>/wall.json``. Data: ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "cpu"
+PLOTS = ROOT / "experiments" / "plots"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    what: str  # the table's description of the run
+    metric: str  # TensorBoard tag of the headline number (its last value)
+    unit: str  # "bpc" or "%"
+    reference: str = ""
+    target: str = ""  # human-readable; checked by `passed`
+    needs: tuple[str, ...] = ()
+    test: bool = False  # run `test --ckpt_path best` after fit
+    extra: tuple[str, ...] = field(default=())  # further metrics shown beside the headline one
+
+    @property
+    def config(self) -> str:
+        return f"experiments/cpu/{self.name}.yaml"
+
+
+GPT1_SNLI = "GPT-1 (117M params, 550k SNLI training pairs): 89.9%"
+GPT1_CLOZE = "GPT-1 (117M params): 86.5%"
+EXPERIMENTS = [
+    Experiment("gpt_shakespeare", "GPT, tiny shakespeare (4x128, WordPiece 2k), 80 s", "val/bpc", "bpc",
+               "nanoGPT baby GPT, 80 s here: 2.72 bpc", "<= 2.45 bpc"),
+    Experiment("gpt_gutenberg", "GPT pretraining, Gutenberg + KJV (gpt-mini 4x256), 10 min", "val/bpc", "bpc",
+               extra=("val/loss",)),
+    Experiment("bert_gutenberg", "BERT pretraining, Gutenberg + KJV (bert-mini 4x256), 15 min", "val/mlm_acc", "%",
+               "BERT-base after 1M steps: MLM ~70% (not in the paper; typical)", extra=("val/nsp_acc",)),
+    Experiment("snli_scratch", "SNLI (a) from scratch (gpt-mini 4x256), 8 min", "test/acc", "%", GPT1_SNLI, test=True),
+    Experiment("snli_from_gpt", "SNLI (b) from the Gutenberg GPT, 8 min", "test/acc", "%", GPT1_SNLI,
+               "> (a)", needs=("gpt_gutenberg",), test=True),
+    Experiment("snli_from_bert", "SNLI (c) from the Gutenberg BERT, 8 min", "test/acc", "%", GPT1_SNLI,
+               "> (a)", needs=("bert_gutenberg",), test=True),
+    Experiment("snli_minilm", "SNLI (d) from all-MiniLM-L6-v2 (imported, 6x384), 15 min", "test/acc", "%",
+               "BERT-base, full SNLI train: ~90.7%", ">= 80%", test=True),
+    Experiment("story_cloze_scratch", "Story Cloze from scratch (gpt-mini 4x256), 4 min", "test/acc", "%", GPT1_CLOZE,
+               test=True),
+    Experiment("story_cloze_from_gpt", "Story Cloze from the Gutenberg GPT, 4 min", "test/acc", "%", GPT1_CLOZE,
+               "> scratch", needs=("gpt_gutenberg",), test=True),
+    Experiment("story_cloze_minilm", "Story Cloze from all-MiniLM-L6-v2 (imported), 8 min", "test/acc", "%",
+               GPT1_CLOZE, "> scratch", test=True),
+]
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+# ----------------------------------------------------------------------------------------------------------- run
+def run(names: list[str]) -> None:
+    chosen = [e for e in EXPERIMENTS if not names or e.name in names]
+    unknown = set(names) - set(BY_NAME)
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {sorted(unknown)}; known: {', '.join(BY_NAME)}")
+    for exp in chosen:
+        for need in exp.needs:
+            if not (RUNS / need / "checkpoints" / "last.ckpt").is_file():
+                raise SystemExit(f"{exp.name} needs the checkpoint of {need}: run `python {__file__} run {need}`")
+        root = RUNS / exp.name
+        shutil.rmtree(root, ignore_errors=True)  # a fresh log directory: curves of older runs would mix in
+        root.mkdir(parents=True)
+        wall = {"started": time.time()}
+        commands = [["fit", "--config", exp.config, "--trainer.enable_progress_bar", "false"]]
+        if exp.test:
+            commands.append(["test", "--config", exp.config, "--ckpt_path", "best", "--trainer.enable_progress_bar",
+                             "false"])  # fmt: skip
+        for command in commands:
+            print(f"\n=== {exp.name}: python -m lit_lm {' '.join(command)}", flush=True)
+            t0 = time.time()
+            subprocess.run([sys.executable, "-m", "lit_lm", *command], cwd=ROOT, check=True)
+            wall[f"{command[0]}_s"] = round(time.time() - t0, 1)
+            (root / "wall.json").write_text(json.dumps(wall, indent=1))
+
+
+# -------------------------------------------------------------------------------------------------------- report
+def scalars(name: str) -> dict[str, list[tuple[float, int, float]]]:
+    """Every scalar in the run's TensorBoard logs (fit and test) as tag -> [(wall_time, step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[float, int, float]]] = {}
+    log_dir = RUNS / name / "tensorboard"
+    for events in sorted(log_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.wall_time, e.step, e.value) for e in acc.Scalars(tag))
+    return {tag: sorted(v) for tag, v in out.items()}
+
+
+def timings(name: str, logs: dict) -> dict[str, float]:
+    """Seconds of data preparation (process start to the first log: tokenizer, caches, model), of training (first
+    log to the last training/validation log) and of the test command."""
+    wall_file = RUNS / name / "wall.json"
+    wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
+    out = {k: v for k, v in wall.items() if k.endswith("_s")}
+    fit_events = [t for tag, v in logs.items() if not tag.startswith("test/") for t, _, _ in v]
+    if fit_events and "hp_metric" in logs:
+        start = logs["hp_metric"][0][0]  # logged when training starts, after the DataModule's setup
+        out["train_s"] = max(fit_events) - start
+        if "started" in wall:
+            out["prep_s"] = start - wall["started"]
+    return out
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not run"
+    return f"{value:.3f}" if unit == "bpc" else f"{100 * value:.1f}%"
+
+
+def passed(exp: Experiment, value: float | None, results: dict[str, float | None]) -> str:
+    if value is None or not exp.target:
+        return ""
+    if exp.target.startswith("<="):
+        ok = value <= float(re.findall(r"[\d.]+", exp.target)[0])
+    elif exp.target.startswith(">="):
+        ok = 100 * value >= float(re.findall(r"[\d.]+", exp.target)[0])
+    else:  # "> (a)" / "> scratch": beat the from-scratch run of the same task
+        base = results.get("snli_scratch" if exp.name.startswith("snli") else "story_cloze_scratch")
+        if base is None:
+            return ""
+        ok = value > base
+    return "met" if ok else "**missed**"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def table() -> tuple[str, dict[str, dict]]:
+    results: dict[str, float | None] = {}
+    logs_by_name = {}
+    for exp in EXPERIMENTS:
+        logs = scalars(exp.name) if (RUNS / exp.name / "tensorboard").is_dir() else {}
+        logs_by_name[exp.name] = logs
+        results[exp.name] = logs[exp.metric][-1][2] if exp.metric in logs else None
+    rows = [
+        "| Run | Result | Target | Reference | Prep | Train | Test | Command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for exp in EXPERIMENTS:
+        logs, value = logs_by_name[exp.name], results[exp.name]
+        shown = f"{exp.metric} {fmt(value, exp.unit)}"
+        for tag in (t for t in exp.extra if t in logs):
+            last = logs[tag][-1][2]
+            shown += f", {tag} {last:.3f}" if tag.endswith("loss") else f", {tag} {fmt(last, '%')}"
+        t = timings(exp.name, logs)
+        target = f"{exp.target} {passed(exp, value, results)}".strip()
+        secs = [f"{t[k]:.0f} s" if k in t else "" for k in ("prep_s", "train_s", "test_s")]
+        rows.append(f"| {exp.what} | {shown} | {target} | {exp.reference} | {' | '.join(secs)} | "
+                    f"`python experiments/results.py run {exp.name}` |")  # fmt: skip
+    return "\n".join(rows), logs_by_name
+
+
+def plot(logs_by_name: dict[str, dict]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def curve(ax, name: str, tag: str, label: str, x: str = "step", scale: float = 1.0) -> None:
+        series = logs_by_name.get(name, {}).get(tag)
+        if not series:
+            return
+        t0 = logs_by_name[name]["hp_metric"][0][0] if "hp_metric" in logs_by_name[name] else series[0][0]
+        xs = [(w - t0) if x == "time" else s for w, s, _ in series]
+        ax.plot(xs, [scale * v for _, _, v in series], marker="o" if len(series) < 30 else None, ms=3, label=label)
+
+    def save(fig, filename: str) -> None:
+        fig.tight_layout()
+        path = PLOTS / filename
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curve(ax, "gpt_shakespeare", "val/bpc", "lit_lm GPT (val)", x="time")
+    ax.axhline(2.72, color="gray", ls="--", label="nanoGPT baby GPT, 80 s: 2.72")
+    ax.axhline(2.45, color="green", ls=":", label="target 2.45")
+    ax.set(xlabel="training seconds (2 CPU cores)", ylabel="bits per character", title="Tiny shakespeare, validation")
+    ax.legend()
+    save(fig, "gpt_shakespeare.png")
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    curve(a1, "gpt_gutenberg", "val/bpc", "GPT val bpc", x="time")
+    a1.set(xlabel="training seconds", ylabel="bits per character", title="GPT on Gutenberg + KJV")
+    curve(a2, "bert_gutenberg", "val/mlm_acc", "MLM accuracy", x="time", scale=100)
+    curve(a2, "bert_gutenberg", "val/nsp_acc", "NSP accuracy", x="time", scale=100)
+    a2.set(xlabel="training seconds", ylabel="% (held-out documents)", title="BERT on Gutenberg + KJV")
+    for a in (a1, a2):
+        a.legend()
+    save(fig, "pretraining_gutenberg.png")
+
+    for task in ("snli", "story_cloze"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for exp in EXPERIMENTS:
+            if exp.name.startswith(task + "_"):
+                curve(ax, exp.name, "val/acc", exp.name.removeprefix(task + "_"), x="time", scale=100)
+        ax.set(xlabel="training seconds", ylabel="validation accuracy (%)", title=f"{task}: fine-tuning")
+        ax.legend()
+        save(fig, f"{task}.png")
+    return written
+
+
+def report(readme: bool) -> None:
+    text, logs_by_name = table()
+    plots = plot(logs_by_name)
+    block = "\n".join([
+        BEGIN,
+        f"Measured on {machine()}, one run each (seeds in the configs), `precision: 32-true`. "
+        "Prep: tokenizer training, data preparation and model set-up; Train: the fit's training and validation "
+        "(bounded by the config's `max_time`); Test: the `test` command on the best checkpoint.",
+        "",
+        text,
+        "",
+        *[f"![{p.stem}]({Path(os.path.relpath(p, README.parent)).as_posix()})" for p in plots],
+        END,
+    ])  # fmt: skip
+    print(block)
+    if readme:
+        current = README.read_text()
+        if BEGIN not in current or END not in current:
+            raise SystemExit(f"README.md has no {BEGIN} ... {END} block to replace")
+        head, rest = current.split(BEGIN, 1)
+        README.write_text(head + block + rest.split(END, 1)[1])
+        print(f"\nwrote the table into {README}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run experiments (all, or those named)")
+    p_run.add_argument("names", nargs="*", help=f"any of: {', '.join(BY_NAME)}")
+    p_report = sub.add_parser("report", help="table + plots from the logs in runs/cpu")
+    p_report.add_argument("--no-readme", action="store_true", help="print only; leave README.md alone")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.names)
+    else:
+        report(readme=not args.no_readme)
+
+
+if __name__ == "__main__":
+    main()
