@@ -84,6 +84,22 @@ class LitLMCLI(LightningCLI):
                 "init_args": {"save_dir": str(root), "name": "tensorboard", "version": ""},
             }
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning fills the model's settings from ``--ckpt_path``'s hyperparameters, over everything parsed before,
+        the command line included; keep the ``--model.<name>`` values the user typed (``predict --ckpt_path ...
+        --model.max_new_tokens 20`` must generate 20 tokens, not the checkpoint's number)."""
+        subcommand = self.config.get("subcommand")
+        model = self.config.get(subcommand, {}).get("model") if subcommand else None
+        typed = _typed_model_args(self._argv)
+        init_args = getattr(model, "init_args", None) or model
+        kept = {name: init_args[name] for name in typed if init_args is not None and name in init_args}
+        super()._parse_ckpt_path()
+        model = self.config[subcommand]["model"] if subcommand else None
+        init_args = getattr(model, "init_args", None) or model
+        for name, value in kept.items():
+            if init_args is not None and name in init_args:
+                init_args[name] = value
+
     def _resolve_ckpt_path(self) -> None:
         """``--ckpt_path best`` in a new process (validate/test/predict): Lightning only knows the best checkpoint
         of the run in memory, so point it at ``checkpoints/best.ckpt`` of the run directory."""
@@ -159,6 +175,18 @@ class LitLMCLI(LightningCLI):
         if ckpt is not None and ckpt.dirpath:
             lines.append(f"  checkpoints:      {ckpt.dirpath}   (last.ckpt; best: {ckpt.best_model_path or 'n/a'})")
         print("\n".join(lines), flush=True)
+
+
+def _typed_model_args(argv: list[str]) -> list[str]:
+    """Names of the model settings given on the command line: ``--model.x`` / ``--model.init_args.x`` (``=v`` too)."""
+    names = []
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        if key.startswith("--model.") and key != "--model.help":
+            name = key.removeprefix("--model.").removeprefix("init_args.").split(".", 1)[0]
+            if name not in ("class_path", "init_args") and name not in names:
+                names.append(name)
+    return names
 
 
 def _as_list(value: Any) -> list[Any]:

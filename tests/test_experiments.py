@@ -165,3 +165,19 @@ def test_bad_settings_give_clear_errors(tmp_path, cache, pretrained, capsys):
     assert "broken.ckpt: not a readable checkpoint" in err
     err = error_of("--config", nli, "--model.init_from", str(pretrained["gpt"]), "--data.tokenizer", str(broken))
     assert "broken.ckpt" in err and "cannot read checkpoint" in err
+
+
+def test_predict_keeps_the_model_settings_typed_over_the_checkpoints(tmp_path, pretrained, capsys):
+    ckpt = str(pretrained["gpt"])
+    c = cli(
+        "predict", "--model", "lit_lm.tasks.CausalLM", "--data", "lit_lm.data.PromptDataModule",
+        "--data.tokenizer", ckpt, "--data.prompts", '["the old sailor"]', "--ckpt_path", ckpt,
+        "--model.max_new_tokens", "3", "--model.top_k", "5",
+        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    assert c.model.hparams.max_new_tokens == 3 and c.model.hparams.top_k == 5
+    [batch] = c.trainer.predict_loop.predictions
+    [prompt] = list(c.datamodule.predict_dataloader())
+    assert batch["input_ids"].shape[-1] == prompt["input_ids"].shape[-1] + 3  # not the checkpoint's 64 new tokens
+    assert ">>> " in capsys.readouterr().out
