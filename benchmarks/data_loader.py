@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*self.log.*")
 
     rows = {family: run(family, args) for family in args.family}
+    from _common import record
     from train_throughput import machine, versions  # noqa: E402  (the sibling script)
 
     header = (
@@ -133,11 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {r['overhead']:+.1%} |\n"
         for f, r in rows.items()
     )
-    print("\n" + table)
-    if not args.no_record:
-        with RESULTS.open("a") as f:
-            f.write(table + "\n")
-        print(f"appended to {RESULTS}")
+    record(table, RESULTS, args.no_record)
 
 
 if __name__ == "__main__":

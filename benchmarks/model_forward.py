@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _memory import reset_peak_rss, status_mib  # benchmarks/_memory.py
+from _common import reset_peak_rss, status_mib  # benchmarks/_common.py
 
+from lit_lm.callbacks import cpu_name
 from lit_lm.config import TransformerConfig
 from lit_lm.model import build_backbone
 from lit_lm.model.hf import config_to_hf
@@ -118,15 +118,7 @@ def measure_memory(args, impl: str, preset: str, precision: str) -> float:
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> None:

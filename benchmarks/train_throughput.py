@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _memory import reset_peak_rss, status_mib  # benchmarks/_memory.py
+from _common import record, reset_peak_rss, status_mib  # benchmarks/_common.py
 
-from lit_lm.callbacks import peak_flops_for
+from lit_lm.callbacks import cpu_name, peak_flops_for
 from lit_lm.config import TransformerConfig
 from lit_lm.model.hf import config_to_hf
 
@@ -218,15 +218,8 @@ def profile_top(step: Callable[[], None], device: torch.device, rows: int = 12) 
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name()
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch CPU capability {capability}"
 
 
 def versions() -> str:
@@ -336,11 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {mem['transformers']:,.0f} |\n"
         for name, prec, bs, tps, ratio, paired, mem, mfu, spread, reps in rows
     )
-    print("\n" + table)
-    if not args.no_record:
-        with RESULTS.open("a") as f:
-            f.write(table + "\n")
-        print(f"appended to {RESULTS}")
+    record(table, RESULTS, args.no_record)
 
 
 if __name__ == "__main__":

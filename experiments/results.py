@@ -153,15 +153,9 @@ def passed(exp: Experiment, value: float | None, results: dict[str, float | None
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+    from lit_lm.callbacks import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def table() -> tuple[str, dict[str, dict]]:

@@ -11,7 +11,9 @@ Both work with any LightningModule; MFU needs a ``flops_per_token(seq_len)`` met
 
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -38,6 +40,17 @@ def _precision_key(precision: str) -> str | None:
     if precision.startswith("32"):
         return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
     return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), for benchmark records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def peak_flops_for(device: torch.device, precision: str) -> float | None:

@@ -1,4 +1,5 @@
-"""Peak host memory of this process, for the benchmarks' memory probes (run in fresh subprocesses).
+"""Shared by the benchmark scripts: peak host memory of this process (for the memory probes, run in fresh
+subprocesses) and recording a result table in RESULTS.md.
 
 ``ru_maxrss`` is not used: it survives ``exec``, so a child started by a big parent would report the parent's peak.
 """
@@ -22,3 +23,12 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+def record(table: str, results: Path, no_record: bool) -> None:
+    """Print a benchmark's markdown table and, unless ``no_record``, append it to ``results`` (RESULTS.md)."""
+    print("\n" + table)
+    if not no_record:
+        with results.open("a") as f:
+            f.write(table + "\n")
+        print(f"appended to {results}")
