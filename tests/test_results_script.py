@@ -46,8 +46,8 @@ def test_table_reports_last_values_and_targets(results):
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()[2:]}
     by_run = {e.name: rows[e.what] for e in results.EXPERIMENTS}
     assert "val/bpc 2.400" in by_run["gpt_shakespeare"] and "<= 2.45 bpc met" in by_run["gpt_shakespeare"]
-    assert "> (a) met" in by_run["snli_from_gpt"]
-    assert "> (a) **missed**" in by_run["snli_from_bert"]
+    assert "> snli_scratch met" in by_run["snli_from_gpt"]
+    assert "> snli_scratch **missed**" in by_run["snli_from_bert"]
     assert "test/acc 79.0%" in by_run["snli_minilm"] and ">= 80% **missed**" in by_run["snli_minilm"]
     assert "not run" in by_run["bert_gutenberg"]
 
