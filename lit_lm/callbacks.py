@@ -4,6 +4,7 @@
   counted from tensor shapes (no host sync in the hot path).
 - :class:`NaNGuard`: a NaN/inf training loss ends the run with a message naming the step and the loss, before the
   bad update is applied and before any checkpoint with non-finite weights can be written.
+- :func:`progress_bar`: Lightning's progress bar showing the step/time budget and a true epoch counter.
 
 Both work with any LightningModule; MFU needs a ``flops_per_token(seq_len)`` method (every
 :class:`lit_lm.tasks.LMTask` has one).
@@ -18,9 +19,23 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
-__all__ = ["GPU_PEAK_FLOPS", "NaNGuard", "NonFiniteLossError", "ThroughputMonitor", "peak_flops_for"]
+from lit_lm.errors import NonFiniteLossError
+
+__all__ = [
+    "GPU_PEAK_FLOPS",
+    "BudgetRichProgressBar",
+    "BudgetTQDMProgressBar",
+    "NaNGuard",
+    "NonFiniteLossError",
+    "ThroughputMonitor",
+    "peak_flops_for",
+    "progress_bar",
+    "training_budget",
+]
 
 #: Dense (no sparsity) datasheet peaks in FLOP/s per GPU: fp32 (CUDA cores), tf32 and bf16/fp16 tensor cores.
 #: Matched against ``torch.cuda.get_device_name()`` (all words of the key must occur; first match wins).
@@ -198,10 +213,6 @@ class ThroughputMonitor(L.Callback):
         self._val_t0 = None
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss (or non-finite weights); raised by :class:`NaNGuard`."""
-
-
 class NaNGuard(L.Callback):
     """Stop training at the first NaN/inf loss, before the bad update and before a broken checkpoint.
 
@@ -296,3 +307,51 @@ class NaNGuard(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_bad(trainer, "the end of training")
+
+
+# ================================================================================================ progress bar
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def training_budget(trainer: L.Trainer) -> dict[str, str]:
+    """What bounds the run, as progress-bar items: ``step: 120/300`` (``max_steps``), ``time: 1:20/8:00``
+    (``max_time``); empty for a run bounded by epochs only (the epoch counter shows that)."""
+    items = {}
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is not None:
+        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+        if remaining is not None:
+            items["time"] = f"{_clock(elapsed)}/{_clock(elapsed + remaining)}"
+    return items
+
+
+class _BudgetItems:
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        return {**training_budget(trainer), **super().get_metrics(trainer, pl_module)}
+
+
+class BudgetTQDMProgressBar(_BudgetItems, TQDMProgressBar):
+    """Lightning's TQDM bar plus the run's step and time budget (:func:`training_budget`)."""
+
+
+class BudgetRichProgressBar(_BudgetItems, RichProgressBar):
+    """Lightning's Rich bar plus the run's step and time budget (:func:`training_budget`); the epoch counter
+    reads ``Epoch 3`` where Lightning's reads ``Epoch 3/-2`` (``max_epochs`` is -1 when steps or time bound the
+    run)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = super()._get_train_description(current_epoch)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs < 0:
+            description = description.replace(f"Epoch {current_epoch}/{max_epochs - 1}", f"Epoch {current_epoch}")
+        return description
+
+
+def progress_bar() -> ProgressBar:
+    """The bar Lightning would choose (Rich where ``rich`` is installed, else TQDM), with the budget items."""
+    return BudgetRichProgressBar() if _RICH_AVAILABLE else BudgetTQDMProgressBar()

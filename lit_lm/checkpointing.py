@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pickle
 import random
 import shlex
 import shutil
@@ -30,7 +29,6 @@ import sys
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -43,8 +41,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lit_lm.config import ConfigError
-from lit_lm.model.hf import CheckpointError
+from lit_lm.errors import CheckpointError, ConfigError
+from lit_lm.serialization import checkpoints_trusted, load_torch_file
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -125,28 +123,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Load a checkpoint; :class:`CheckpointError` (naming the file and what to do) if it cannot be read."""
-        if not _is_local_file_protocol(path):
-            return super().load_checkpoint(path, map_location, weights_only)
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"{p}: checkpoint file not found; check the path or start without --ckpt_path")
-        try:
-            ckpt = super().load_checkpoint(path, map_location, weights_only)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
-                ImportError, AttributeError, KeyError, TypeError) as e:  # fmt: skip
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if "weights only load failed" in str(e).lower():
-                raise CheckpointError(
-                    f"{p}: holds objects that torch.load(weights_only=True) refuses ({first_line}); if you trust "
-                    "the file, load it with --weights_only false (trainer.fit(..., weights_only=False))"
-                ) from None
-            raise CheckpointError(
-                f"{p}: not a readable checkpoint (truncated, or not written by torch.save): {first_line}. "
-                f"Resume from another checkpoint in {p.parent} or start the run afresh"
-            ) from None
+        """Load a checkpoint safely (:func:`lit_lm.serialization.load_torch_file`); :class:`CheckpointError`
+        naming the file if it cannot be read or holds objects a safe load refuses.
+
+        Arbitrary objects are unpickled only on an explicit opt-in: ``weights_only=False`` here (Lightning's
+        ``trainer.fit(..., weights_only=False)``) or :func:`lit_lm.serialization.trust_checkpoints`.
+        """
+        trusted = weights_only is False or checkpoints_trusted()
+        if not _is_local_file_protocol(path):  # Lightning would default to an unsafe load for remote files
+            return super().load_checkpoint(path, map_location, weights_only=not trusted)
+        ckpt = load_torch_file(path, "checkpoint", trust=trusted)
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise CheckpointError(f"{p}: not a Lightning checkpoint (no 'state_dict' entry)")
+            raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
         return ckpt
 
 

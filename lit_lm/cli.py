@@ -10,24 +10,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_lm.callbacks import NaNGuard, NonFiniteLossError, ThroughputMonitor
+from lit_lm import serialization
+from lit_lm.callbacks import NaNGuard, ThroughputMonitor, progress_bar
 from lit_lm.checkpointing import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, resume_command
+from lit_lm.errors import CheckpointError, LitLMError
 from lit_lm.tasks import LMTask
 
 _EXTRA_COMMANDS = {
     "tokenizer": "train a WordPiece tokenizer: python -m lit_lm tokenizer --help",
     "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
 }
+
+
+class LitLMArgumentParser(LightningArgumentParser):
+    """Lightning's parser, with errors shortened to one line: the bad option or value, the nearest valid name
+    (``difflib``) and where ``--help`` lists them, instead of the whole usage and jsonargparse's nested report."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse probing a sub-parser: it catches the exception itself
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        line = _short_parse_error(message, parser, getattr(self, "argv", None) or [])
+        sys.stderr.write(f"lit_lm: error: {line}\n")
+        raise SystemExit(2)
 
 
 class LitLMCLI(LightningCLI):
@@ -45,18 +63,34 @@ class LitLMCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self._argv = list(sys.argv[1:] if args is None else args)
-        super().__init__(
-            model_class=LMTask,
-            datamodule_class=L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else {},
-            args=args,
-            run=run,
-        )
+        # --trust_checkpoint holds while this CLI instantiates and runs, and no longer (tests run several in a process)
+        with contextlib.ExitStack() as self._trust:
+            super().__init__(
+                model_class=LMTask,
+                datamodule_class=L.LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_kwargs={"overwrite": True},
+                parser_class=LitLMArgumentParser,
+                parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else {},
+                args=args,
+                run=run,
+            )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser.argv = self._argv  # for error messages: where in the --config files a bad key is
+        return parser
 
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--trust_checkpoint",
+            type=bool,
+            default=False,
+            help="Read checkpoint files (--ckpt_path, model.init_from, data.tokenizer) with a full unpickler, which "
+            "lets a file run code. Only for files whose origin you trust; by default only tensors and plain data are "
+            "read (torch.load(weights_only=True)) and a file holding anything else is refused.",
+        )
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int | None,
@@ -71,6 +105,14 @@ class LitLMCLI(LightningCLI):
             help="Write checkpoints/last.ckpt when this many minutes of training have passed since the last write "
             "(combines with --checkpoint_every_n_steps).",
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand"), self.config)
+        trusted = bool(config.get("trust_checkpoint")) or config.get("weights_only") is False
+        self._trust.enter_context(serialization.trust_checkpoints(trusted))
+        if trusted:
+            config["weights_only"] = False  # Lightning's own load of --ckpt_path
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
@@ -93,12 +135,38 @@ class LitLMCLI(LightningCLI):
         typed = _typed_model_args(self._argv)
         init_args = getattr(model, "init_args", None) or model
         kept = {name: init_args[name] for name in typed if init_args is not None and name in init_args}
-        super()._parse_ckpt_path()
+        self._parse_ckpt_hparams()
         model = self.config[subcommand]["model"] if subcommand else None
         init_args = getattr(model, "init_args", None) or model
         for name, value in kept.items():
             if init_args is not None and name in init_args:
                 init_args[name] = value
+
+    def _parse_ckpt_hparams(self) -> None:
+        """Lightning's ``_parse_ckpt_path``, reading the file through :mod:`lit_lm.serialization` (one clear error
+        for a bad or unsafe file instead of an unpickling traceback that advises ``weights_only=False``)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
+            return
+        hparams = dict(serialization.read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        configured = getattr(self.config[subcommand].get("model"), "class_path", None)
+        written_by = hparams.get("_class_path")
+        if configured and written_by and configured != written_by:
+            raise CheckpointError(
+                f"{ckpt_path}: written by a {written_by} run, but this config's model is {configured}; pass a "
+                f"checkpoint of a {configured.rsplit('.', 1)[-1]} run, or --model {written_by} to use it as it is"
+            )
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"lit_lm: error: {ckpt_path}: its hyperparameters do not fit this lit_lm version\n")
+            raise
 
     def _resolve_ckpt_path(self) -> None:
         """``--ckpt_path best`` in a new process (validate/test/predict): Lightning only knows the best checkpoint
@@ -146,6 +214,10 @@ class LitLMCLI(LightningCLI):
             callbacks.append(ThroughputMonitor())  # tokens/s, samples/s, MFU where the device peak is known
         if not any(isinstance(cb, NaNGuard) for cb in callbacks):
             callbacks.append(NaNGuard())  # a NaN/inf loss stops the run before the update and any checkpoint
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(cb, ProgressBar) for cb in callbacks
+        ):
+            callbacks.append(progress_bar())  # "Epoch 3 · step 120/300" where Lightning's shows "Epoch 3/-2"
         kwargs["callbacks"] = callbacks
         plugins = _as_list(kwargs.get("plugins", trainer_config.get("plugins")))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -214,17 +286,140 @@ def _print_generations(predictions: object) -> None:
 
 def _user_error(exc: BaseException) -> BaseException | None:
     """lit_lm's own error behind ``exc`` (jsonargparse wraps errors raised while instantiating classes)."""
-    from lit_lm.config import ConfigError
-    from lit_lm.data.errors import DataError
-    from lit_lm.model.hf import CheckpointError
-
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (ConfigError, DataError, CheckpointError, NonFiniteLossError)):
+        if isinstance(exc, LitLMError):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _option_names(parser: Any) -> list[str]:
+    """Every dotted option name the parser accepts (``trainer.max_steps``, ``model``, ...)."""
+    try:
+        return list(parser.get_defaults().keys())
+    except Exception:  # a parser that cannot even build its defaults: no suggestions, the message still stands
+        return []
+
+
+def _class_option_names(class_path: str, prefix: str) -> list[str]:
+    """``<prefix>.<name>`` for every ``__init__`` argument of the class at ``class_path`` (its parents' too)."""
+    from jsonargparse import ArgumentParser
+    from jsonargparse.typing import import_object
+
+    try:
+        probe = ArgumentParser(exit_on_error=False)
+        probe.add_class_arguments(import_object(class_path), prefix, fail_untyped=False)
+        return list(probe.get_defaults().keys())
+    except Exception:
+        return []
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not close and "." in name:  # compare the last part alone: trainer.max_stepz ~ max_steps
+        tails = {c.rsplit(".", 1)[-1]: c for c in candidates if c.rsplit(".", 1)[0] == name.rsplit(".", 1)[0]}
+        close = [tails[m] for m in difflib.get_close_matches(name.rsplit(".", 1)[-1], list(tails), n=1)]
+    return f"; did you mean --{close[0]}?" if close else ""
+
+
+def _config_location(key: str, argv: list[str]) -> str:
+    """`` at <file>:<line>`` of the first ``--config`` file that sets ``key``'s last part, or ``""``."""
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    pattern = re.compile(rf"^\s*{re.escape(key.rsplit('.', 1)[-1])}\s*:")
+    for file in files:
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, line in enumerate(lines, 1):
+            if pattern.match(line):
+                return f" at {file}:{number}"
+    return ""
+
+
+def _short_parse_error(message: str, parser: Any, argv: list[str] = ()) -> str:
+    """One line for jsonargparse's error ``message``: what is wrong, the close valid name, where help is."""
+    words = str(getattr(parser, "prog", "")).split()
+    subcommand = next((w for w in reversed(words) if w in _SUBCOMMANDS), None)
+    help_hint = f"(`python -m lit_lm {subcommand + ' ' if subcommand else ''}--help` lists the options)"
+    outer = re.search(r'Parser key "([\w.]+)":', message)
+    class_path = re.search(r"Problem with given class_path '([\w.]+)':", message)
+    prefix = outer.group(1) if outer else ""
+    if class_path:  # an init argument of the model/data class: the inner message names it without the prefix
+        candidates = _class_option_names(class_path.group(1), prefix)
+        inner = message[class_path.end() :]
+        option = re.search(r"Option '([\w.]+)' is not accepted", inner)
+        if option:
+            key = f"{prefix}.{option.group(1)}"
+            where = _config_location(key, argv) if f"--{key}" not in " ".join(argv) else ""
+            return f"unknown option --{key} for {class_path.group(1)}{where}{_suggest(key, candidates)} {help_hint}"
+        typed = re.search(r'Parser key "([\w.]+)":\s*(.+)', inner)
+        if typed:
+            problem = _type_problem(typed.group(2), inner[typed.start() :])
+            return f"--{prefix}.{typed.group(1)}: {problem} {help_hint}"
+    unknown = re.search(r"unrecognized arguments: (.+)", message)
+    if unknown:
+        keys = [t[2:].split("=", 1)[0] for t in unknown.group(1).split() if t.startswith("--")]
+        if keys:
+            candidates = _option_names(parser)
+            parts = [f"--{k}{_suggest(k, candidates)}" for k in keys]
+            return f"unknown option {', '.join(parts)} {help_hint}"
+    not_accepted = re.search(r"does not accept option '([\w.]+)'", message) or re.search(
+        r"Key '([\w.]+)' is not expected", message
+    )
+    if not_accepted:
+        key = not_accepted.group(1)
+        where = _config_location(key, argv)
+        return f"unknown config key '{key}'{where}{_suggest(key, _option_names(parser))} {help_hint}"
+    if outer:
+        rest = message[outer.end() :].strip()
+        return f"--{prefix}: {_type_problem(rest.splitlines()[0] if rest else '', rest)} {help_hint}"
+    first = next((line.strip() for line in message.splitlines() if line.strip()), message)
+    return f"{first} {help_hint}"
+
+
+def _type_problem(first_line: str, text: str) -> str:
+    """``expected int, got 'abc'`` from jsonargparse's ``Expected a <class 'int'>. Got value: abc`` (and from its
+    report on a union: ``Subtypes: [...]`` ... ``Given value: ...``)."""
+    m = re.search(r"Expected an? (.+?)\. Got value: (.*)", text)
+    if m:
+        return f"expected {_type_name(m.group(1))}, got {m.group(2).strip()!r}"
+    subtypes = re.search(r"Subtypes: \[(.*)\]\n", text)
+    given = re.search(r"Given value: (.*)", text)
+    if subtypes and given:
+        names = [_type_name(t) for t in _split_top_level(subtypes.group(1))]
+        return f"expected {' or '.join(dict.fromkeys(names))}, got {given.group(1).strip()!r}"
+    return first_line.strip().rstrip(".")
+
+
+def _type_name(annotation: str) -> str:
+    """A readable name for a type as jsonargparse prints it: ``int``, ``one of 'a', 'b'``, ``null``, ``dict``."""
+    annotation = annotation.strip()
+    literal = re.fullmatch(r"(?:typing\.)?Literal\[(.*)\]", annotation)
+    if literal:
+        return "one of " + literal.group(1)
+    cls = re.fullmatch(r"<class '([\w.]+)'>", annotation)
+    name = cls.group(1) if cls else re.sub(r"\[.*", "", annotation)
+    return {"NoneType": "null"}.get(name, name.removeprefix("typing.").removeprefix("builtins."))
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split ``a[b, c], d`` at the commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p for p in (*parts, current) if p.strip()]
 
 
 def main(argv: list[str] | None = None) -> None:

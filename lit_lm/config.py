@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lit_lm.errors import ConfigError
+
 Activation = Literal["gelu", "gelu_tanh", "relu"]
 NormPosition = Literal["post", "pre"]
 AttentionBackend = Literal["auto", "math", "sdpa", "triton"]
@@ -17,10 +19,6 @@ AttentionBackend = Literal["auto", "math", "sdpa", "triton"]
 _ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 _NORM_POSITIONS = ("post", "pre")
 _BACKENDS = ("auto", "math", "sdpa", "triton")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the fix."""
 
 
 @dataclass

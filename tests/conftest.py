@@ -10,3 +10,34 @@ import shutil
 
 if "TRITON_INTERPRET" not in os.environ and shutil.which("nvidia-smi") is None:
     os.environ["TRITON_INTERPRET"] = "1"
+
+
+# ----------------------------------------------------------------------------------- checkpoints shared by test files
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from cli_helpers import cli, fast_args  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, cache) -> dict[str, Path]:
+    """Tiny GPT and BERT checkpoints written by the quickstart pretraining configs (a few steps each)."""
+    out = {}
+    for family in ("gpt", "bert"):
+        root = tmp_path_factory.mktemp(f"{family}_pretrain")
+        c = cli(
+            "fit", "--config", f"experiments/quickstart/{family}_pretrain.yaml",
+            *fast_args(root, cache, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+                   "--trainer.limit_val_batches", "2"),
+        )  # fmt: skip
+        assert c.trainer.global_step == 3
+        out[family] = root / "checkpoints" / "last.ckpt"
+        assert out[family].is_file()
+    return out
+
+

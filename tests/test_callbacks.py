@@ -132,7 +132,7 @@ def test_nan_guard_stops_before_the_bad_update_and_checkpoint(tmp_path):
     saved = sorted((tmp_path / "ckpt").glob("*.ckpt"))
     assert saved
     for path in saved:
-        ckpt_data = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt_data = torch.load(path, map_location="cpu", weights_only=True)
         assert ckpt_data["global_step"] <= 3
         assert all(torch.isfinite(v).all() for v in ckpt_data["state_dict"].values() if v.is_floating_point())
 
@@ -150,7 +150,7 @@ def test_nan_guard_checking_every_n_steps_still_refuses_the_broken_checkpoint(tm
     trainer = _trainer(tmp_path, [Poison(), NaNGuard(check_every_n_steps=4), ckpt], 8, logger=False)
     with pytest.raises(NonFiniteLossError, match=r"global step 2 .*checkpoint save"):
         trainer.fit(_model(), DataLoader(_Batches(8), batch_size=None))
-    steps = sorted(torch.load(p, map_location="cpu", weights_only=False)["global_step"]
+    steps = sorted(torch.load(p, map_location="cpu", weights_only=True)["global_step"]
                    for p in (tmp_path / "ckpt").glob("*.ckpt"))  # fmt: skip
     assert steps == [1, 2]  # written before the poison; none after it
 

@@ -363,7 +363,8 @@ def test_loading_bad_files_names_the_file(tmp_path: Path) -> None:
     for name, content in cases.items():
         if content is not None:
             (tmp_path / name).write_bytes(content)
-        with pytest.raises(CheckpointError, match=rf"{name}: (checkpoint file not found|not a readable checkpoint)"):
+        expected = rf"{name}: (checkpoint file not found|not a readable checkpoint|empty file)"
+        with pytest.raises(CheckpointError, match=expected):
             io.load_checkpoint(tmp_path / name)
     torch.save([1, 2, 3], tmp_path / "list.ckpt")
     with pytest.raises(CheckpointError, match="list.ckpt: not a Lightning checkpoint"):

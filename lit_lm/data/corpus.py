@@ -58,8 +58,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lit_lm.data.errors import DataError
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import DataError, LitLMError
+from lit_lm.serialization import trust_checkpoints
 
 __all__ = [
     "CorpusText",
@@ -869,14 +870,22 @@ def _add_reading_args(p: argparse.ArgumentParser) -> None:
                    help="keep Project Gutenberg headers and footers")  # fmt: skip
 
 
+def _true_false(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1", "yes")
+
+
 def _run_cli(fn, argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    trust = getattr(args, "trust_checkpoint", False)
     try:
-        return fn(args)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        with trust_checkpoints(trust):
+            return fn(args)
+    except LitLMError as e:
+        print(f"lit_lm: error: {e}", file=sys.stderr)
         return 2
 
 
@@ -914,7 +923,9 @@ def prepare_main(argv: list[str] | None = None) -> int:
         "({train,val}_{tokens,doc_offsets,sent_offsets}.npy + meta.json); reused when nothing changed.",
     )
     _add_reading_args(p)
-    p.add_argument("--tokenizer", required=True, help="tokenizer.json or BERT vocab.txt")
+    p.add_argument("--tokenizer", required=True, help="tokenizer.json, BERT vocab.txt or a lit_lm .ckpt")
+    p.add_argument("--trust_checkpoint", nargs="?", const=True, default=False, type=_true_false,
+                   help="read a --tokenizer .ckpt with a full unpickler (lets the file run code; trusted files only)")
     p.add_argument("--out", default=".cache/lit_lm/corpus", help="cache root (default: .cache/lit_lm/corpus)")
     p.add_argument("--split", choices=["document", "tail"], default="document",
                    help="validation = whole documents (document) or the last characters (tail)")  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from lit_lm.data.errors import DataError
+from lit_lm.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT)
@@ -44,15 +44,12 @@ def _configure(tk: HFTokenizer, lowercase: bool) -> None:
 
 
 def _tokenizer_from_checkpoint(path: Path) -> str:
-    """The tokenizer JSON that lit_lm stores in each training checkpoint (under ``lit_lm.tokenizer``)."""
-    import torch
+    """The tokenizer JSON that lit_lm stores in each training checkpoint (under ``lit_lm.tokenizer``), read safely."""
+    from lit_lm.serialization import LIT_LM_KEY, load_torch_file
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as e:
-        raise DataError(f"cannot read checkpoint ({e})", path) from None
-    tok = (ckpt.get("lit_lm") or {}).get("tokenizer") if isinstance(ckpt, dict) else None
-    if not tok:
+    ckpt = load_torch_file(path, "checkpoint")
+    tok = (ckpt.get(LIT_LM_KEY) or {}).get("tokenizer") if isinstance(ckpt, dict) else None
+    if not isinstance(tok, str) or not tok:
         raise DataError("checkpoint carries no lit_lm tokenizer; pass the tokenizer.json it was trained with", path)
     return tok
 

@@ -22,13 +22,10 @@ from pathlib import Path
 
 import torch
 
-from lit_lm.config import ConfigError, TransformerConfig
+from lit_lm.config import TransformerConfig
+from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model.transformer import Transformer, build_backbone
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not fit the model; the message lists what is wrong."""
-
+from lit_lm.serialization import load_torch_file
 
 _BERT_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 _GPT_ACT = {"gelu": "gelu_tanh", "relu": "relu"}  # OpenAI GPT's "gelu" is the tanh approximation (gelu_new)
@@ -401,11 +398,10 @@ def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         index = json.loads((directory / "model.safetensors.index.json").read_text())
         files = [directory / name for name in sorted(set(index["weight_map"].values()))]
     elif (directory / "pytorch_model.bin").is_file():
-        try:
-            return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except Exception as e:
-            bin_file = directory / "pytorch_model.bin"
-            raise CheckpointError(f"{bin_file}: cannot be read as a torch state dict ({e})") from None
+        sd = load_torch_file(directory / "pytorch_model.bin", "state dict")
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise CheckpointError(f"{directory / 'pytorch_model.bin'}: not a state dict (a dict of tensors)")
+        return sd
     else:
         raise CheckpointError(f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     sd: dict[str, torch.Tensor] = {}
@@ -437,18 +433,25 @@ def load_hf_checkpoint(path: str | Path, **config_overrides) -> HFCheckpoint:
     if not config_file.is_file():
         raise CheckpointError(f"{directory}: no config.json; is this a Hugging Face checkpoint directory?")
     try:
-        hf_config = json.loads(config_file.read_text())
+        hf_config = json.loads(config_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{config_file}: not UTF-8 text, so not a Hugging Face config.json") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{config_file}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(hf_config, dict):
+        raise CheckpointError(f"{config_file}: expected a JSON object, found {type(hf_config).__name__}")
     try:
         config, family = config_from_hf(hf_config, **config_overrides)
-    except (KeyError, ConfigError) as e:
+    except (KeyError, TypeError, ConfigError, CheckpointError) as e:
         raise CheckpointError(f"{config_file}: cannot build a lit_lm config ({e})") from None
     sd = _read_state_dict(directory)
     has_pooler = any(k.endswith("pooler.dense.weight") for k in sd)
     if family == "bert" and not has_pooler and "pooler" not in config_overrides:
         config = config.replace(pooler=False)
-    state, heads = hf_to_lit(sd, config, family)
+    try:
+        state, heads = hf_to_lit(sd, config, family)
+    except CheckpointError as e:
+        raise CheckpointError(f"{directory}: {e}") from None
     return HFCheckpoint(config=config, family=family, state_dict=state, heads=heads, source=str(directory))
 
 

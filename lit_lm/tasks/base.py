@@ -12,16 +12,11 @@ import torch
 from torch import nn
 
 from lit_lm import __version__
-from lit_lm.config import PRESETS, ConfigError, TransformerConfig
+from lit_lm.config import PRESETS, TransformerConfig
+from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model import Transformer, build_backbone
-from lit_lm.model.hf import CheckpointError
-from lit_lm.tasks.pretrained import (
-    LIT_LM_KEY,
-    config_from_checkpoint,
-    load_pretrained,
-    merge_config,
-    read_lightning_checkpoint,
-)
+from lit_lm.serialization import LIT_LM_KEY, read_checkpoint
+from lit_lm.tasks.pretrained import config_from_checkpoint, load_pretrained, merge_config
 
 
 class LMTask(L.LightningModule):
@@ -146,18 +141,22 @@ class LMTask(L.LightningModule):
         init_from = self.hparams.get("init_from")
 
         if resume:  # architecture from the checkpoint being resumed; its weights are restored by Lightning
-            config = config_from_checkpoint(read_lightning_checkpoint(resume), resume)
+            config = config_from_checkpoint(read_checkpoint(resume), resume)
             self._build(config)
         elif init_from and trainer is not None:
             pretrained = load_pretrained(init_from)
             config = merge_config(pretrained.config, self.hparams.get("config"), init_from)
-            self._build(config)  # first: a wrong kind of backbone for this task is the clearer error
+            try:  # first: a wrong kind of backbone for this task is the clearer error
+                self._build(config)
+            except ConfigError as e:
+                raise CheckpointError(f"{init_from}: {e}") from None
             if data_vocab is not None and data_vocab != config.vocab_size:
                 raise CheckpointError(
                     f"the DataModule's tokenizer has {data_vocab} tokens but the pretrained backbone in {init_from} "
                     f"has {config.vocab_size}; fine-tune with the tokenizer it was trained with "
                     f"(data tokenizer: {init_from})"
                 )
+            _check_same_tokenizer(getattr(datamodule, "tokenizer", None), pretrained.tokenizer_json, init_from)
             self._load_pretrained_weights(pretrained.state_dict, init_from)
             self._tokenizer_json = pretrained.tokenizer_json
         else:
@@ -201,6 +200,26 @@ class LMTask(L.LightningModule):
         self.load_state_dict({**backbone, **heads}, strict=False)
 
     # ------------------------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, naming the file, a checkpoint whose weights do not fit this network (before Lightning's strict
+        ``load_state_dict`` fails with a list of tensor names)."""
+        source = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
+        own, theirs = self.state_dict(), checkpoint.get("state_dict", {})
+        missing = sorted(k for k in own if k not in theirs)
+        unexpected = sorted(k for k in theirs if k not in own)
+        shapes = [
+            f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
+            for k, v in theirs.items()
+            if k in own and hasattr(v, "shape") and v.shape != own[k].shape
+        ]
+        kinds = ((missing, "weights missing"), (unexpected, "unexpected weights"), (shapes, "shape mismatches"))
+        problems = [f"{len(found)} {what} (e.g. {found[0]})" for found, what in kinds if found]
+        if problems:
+            raise CheckpointError(
+                f"{source}: its weights do not fit this {type(self).__name__} ({'; '.join(problems)}); was it written "
+                "by a run with another task, number of labels or architecture?"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         tokenizer = getattr(getattr(self._trainer, "datamodule", None), "tokenizer", None)
         tok_json = tokenizer.hf.to_str() if hasattr(tokenizer, "hf") else self._tokenizer_json
@@ -238,6 +257,25 @@ class LMTask(L.LightningModule):
         schedule = lr_lambda(hp.lr_schedule, hp.warmup_steps, total, hp.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _check_same_tokenizer(data_tokenizer: Any, pretrained_json: str | None, source: str) -> None:
+    """Refuse to fine-tune with a tokenizer other than the backbone's: with the same size but other tokens, every
+    embedding row would stand for another token and nothing would fail loudly."""
+    hf = getattr(data_tokenizer, "hf", None)
+    if hf is None or not pretrained_json:
+        return
+    from tokenizers import Tokenizer as HFTokenizer
+
+    theirs = HFTokenizer.from_str(pretrained_json).get_vocab(with_added_tokens=True)
+    ours = hf.get_vocab(with_added_tokens=True)
+    if ours != theirs:
+        differ = sum(1 for token, i in ours.items() if theirs.get(token) != i)
+        where = getattr(data_tokenizer, "path", None) or "the DataModule's tokenizer"
+        raise CheckpointError(
+            f"{where}: is not the tokenizer that the pretrained backbone in {source} was trained with ({differ} of "
+            f"{len(ours)} tokens differ); set data.tokenizer to {source}"
+        )
 
 
 def lr_lambda(schedule: str, warmup: float, total_steps: float, min_ratio: float):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -11,10 +9,9 @@ from typing import Any
 import torch
 
 from lit_lm.config import TransformerConfig
-from lit_lm.model.hf import CheckpointError, is_hf_checkpoint, load_hf_checkpoint
-
-#: Key under which lit_lm stores its own metadata (config, tokenizer) in a Lightning checkpoint.
-LIT_LM_KEY = "lit_lm"
+from lit_lm.errors import CheckpointError
+from lit_lm.model.hf import is_hf_checkpoint, load_hf_checkpoint
+from lit_lm.serialization import LIT_LM_KEY, lit_lm_metadata, read_checkpoint
 
 #: Config fields a fine-tuning run may change on a pretrained backbone without breaking its weights.
 TUNABLE_FIELDS = ("dropout", "attention_dropout", "attention_backend", "name")
@@ -37,30 +34,14 @@ class Pretrained:
     source: str
 
 
-def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` a Lightning checkpoint with a clear error for missing, truncated or foreign files."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint file not found")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or not a torch file): {e}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{p}: not a Lightning checkpoint (no 'state_dict' entry)")
-    return ckpt
-
-
 def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> TransformerConfig:
-    meta = ckpt.get(LIT_LM_KEY)
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise CheckpointError(f"{path}: not written by a lit_lm task (no '{LIT_LM_KEY}' metadata)")
+    """The backbone architecture that a lit_lm task recorded in its checkpoint."""
     known = {f.name for f in fields(TransformerConfig)}
-    return TransformerConfig(**{k: v for k, v in meta["config"].items() if k in known})
+    return TransformerConfig(**{k: v for k, v in lit_lm_metadata(ckpt, path)["config"].items() if k in known})
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
-    """Read a lit_lm ``.ckpt`` or a Hugging Face checkpoint directory."""
+    """Read a lit_lm ``.ckpt`` or a Hugging Face checkpoint directory, safely (:mod:`lit_lm.serialization`)."""
     if is_hf_checkpoint(path):
         hf = load_hf_checkpoint(path)
         tok = None
@@ -70,7 +51,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
         return Pretrained(hf.config, hf.state_dict, tok, str(path))
     if Path(path).is_dir():
         raise CheckpointError(f"{path}: a directory without config.json; expected a .ckpt file or a HF checkpoint")
-    ckpt = read_lightning_checkpoint(path)
+    ckpt = read_checkpoint(path)
     config = config_from_checkpoint(ckpt, path)
     return Pretrained(config, ckpt["state_dict"], ckpt[LIT_LM_KEY].get("tokenizer"), str(path))
 

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from lit_lm.data.corpus import prepare_corpus, read_corpus, split_corpus
-from lit_lm.data.errors import DataError
 from lit_lm.data.multiple_choice import (
     read_choices_jsonl,
     read_copa_jsonl,
@@ -37,6 +36,7 @@ from lit_lm.data.multiple_choice import (
 from lit_lm.data.nli import read_nli, read_nli_infersent, read_nli_jsonl, read_nli_tsv
 from lit_lm.data.pretraining import MLMCollator
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import CheckpointError, DataError
 
 #: Examples per property; ``FUZZ_EXAMPLES=5000 pytest tests/data/test_fuzz.py`` searches longer, with fresh random
 #: inputs (the default run is derandomized: the same inputs every time, so CI never flakes).
@@ -284,18 +284,19 @@ def _time_limit(seconds: int) -> Iterator[None]:
 
 
 def loads_or_data_error(read: Callable[[], Any], files: list[Path]) -> Any:
-    """Run ``read``; it may return, or raise DataError that names one of ``files`` (and a line within it)."""
+    """Run ``read``; it may return, or raise DataError that names one of ``files`` (and a line within it), or
+    CheckpointError naming the file (a ``.ckpt`` that a safe load cannot read)."""
     with _time_limit(TIME_LIMIT_S):
         try:
             result = read()
             _event("loaded")  # --hypothesis-show-statistics: how often the fuzzed input was still valid
             return result
-        except DataError as e:
-            _event("DataError")
+        except (DataError, CheckpointError) as e:
+            _event(type(e).__name__)
             message = str(e)
             named = [f for f in files if str(f) in message or f.name in message]
-            assert named, f"DataError does not name the file ({[str(f) for f in files]}): {message}"
-            if e.line is not None:
+            assert named, f"{type(e).__name__} does not name the file ({[str(f) for f in files]}): {message}"
+            if isinstance(e, DataError) and e.line is not None:
                 n_lines = max(Path(e.path).read_bytes().count(b"\n") + 1, 1) if e.path else None
                 assert e.line >= 1 and (n_lines is None or e.line <= n_lines + 1), f"line {e.line} of {n_lines}"
             return None

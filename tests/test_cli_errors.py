@@ -1,0 +1,267 @@
+"""Bad input at the command line ends with one line, ``lit_lm: error: ...``, and exit status 2, never a traceback;
+and no file that lit_lm reads can run code unless the user opted in (``--trust_checkpoint true``)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from cli_helpers import ROOT, fast_args
+
+from lit_lm.cli import main
+from lit_lm.errors import CheckpointError
+from lit_lm.model.hf import config_to_hf, lit_to_hf
+from lit_lm.serialization import checkpoints_trusted, load_torch_file, read_checkpoint, trust_checkpoints
+from lit_lm.tasks.pretrained import config_from_checkpoint
+
+GPT_PRETRAIN = "experiments/quickstart/gpt_pretrain.yaml"
+GPT_NLI = "experiments/quickstart/gpt_nli.yaml"
+
+
+class Payload:
+    """Unpickling this creates ``marker``: the stand-in for any code a hostile checkpoint could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def run_cli(capsys, *args: str) -> str:
+    """Run ``python -m lit_lm <args>`` in-process; return its one error line (exit status 2, no traceback)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("lit_lm: error:")]
+    assert len(errors) == 1, err
+    assert "usage:" not in err
+    return errors[0]
+
+
+# ------------------------------------------------------------------------------------------------ bad files
+def _bad_file(kind: str, good: Path, directory: Path, marker: Path) -> Path:
+    path = directory / f"{kind}.ckpt"
+    if kind == "malicious":
+        torch.save({"state_dict": {}, "lit_lm": Payload(marker)}, path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "random":
+        path.write_bytes(os.urandom(4096))
+    elif kind != "missing":
+        raise ValueError(kind)
+    return path
+
+
+def _hf_dir(kind: str, directory: Path, marker: Path, pretrained: dict[str, Path]) -> Path:
+    """A Hugging Face directory (config.json of a tiny BERT) whose pytorch_model.bin is bad in the given way."""
+
+    ckpt = read_checkpoint(pretrained["bert"])
+    config = config_from_checkpoint(ckpt, pretrained["bert"])
+    hf = directory / f"hf_{kind}"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps(config_to_hf(config)))
+    good = hf / "good.bin"
+    torch.save(lit_to_hf(ckpt["state_dict"], config), good)
+    if kind == "wrong_architecture":  # the GPT's weights under the BERT's config.json
+        gpt = read_checkpoint(pretrained["gpt"])
+        gpt_config = config_from_checkpoint(gpt, pretrained["gpt"])
+        torch.save(lit_to_hf(gpt["state_dict"], gpt_config), hf / "pytorch_model.bin")
+    elif kind != "missing":
+        _bad_file(kind, good, directory, marker).rename(hf / "pytorch_model.bin")
+    good.unlink()
+    return hf
+
+
+KINDS = ["malicious", "missing", "empty", "truncated", "random", "wrong_architecture"]
+ENTRY_POINTS = ["init_from", "tokenizer", "fit", "validate", "test", "predict", "hf_pytorch_model_bin", "prepare"]
+EXPECTED = {
+    "malicious": r"refused to load: the file refers to the Python object .*--trust_checkpoint true",
+    "missing": r"not found|no model.safetensors",
+    "empty": r"empty file",
+    "truncated": r"not a readable",
+    "random": r"not a readable",
+}
+WRONG_ARCHITECTURE = {
+    "init_from": r"CausalLM needs a decoder",
+    "tokenizer": r"is not the tokenizer that the pretrained backbone in .* was trained with",
+    "fit": r"written by a lit_lm.tasks.CausalLM run, but this config's model is lit_lm.tasks.SequenceClassification",
+    "validate": r"its weights do not fit this CausalLM \(1 weights missing",
+    "test": r"written by a lit_lm.tasks.MaskedLM run",
+    "predict": r"written by a lit_lm.tasks.MaskedLM run",
+    "hf_pytorch_model_bin": r"hf_wrong_architecture: checkpoint does not match the architecture in its config.json",
+    "prepare": r"checkpoint carries no lit_lm tokenizer",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_bad_files_give_one_clear_line_and_never_run_code(entry, kind, tmp_path, cache, pretrained, capsys):
+    gpt, bert = str(pretrained["gpt"]), str(pretrained["bert"])
+    marker = tmp_path / "payload_ran"
+    if kind == "wrong_architecture":
+        bad = {
+            "init_from": bert,  # a BERT into a GPT objective
+            "fit": gpt,  # a CausalLM checkpoint resumed as a classifier
+            "test": bert,
+            "predict": bert,
+        }.get(entry)
+        if entry == "validate":  # the right task, but a weight is gone
+            ckpt = torch.load(gpt, weights_only=True)
+            ckpt["state_dict"].pop(next(iter(ckpt["state_dict"])))
+            bad = tmp_path / "tampered.ckpt"
+            torch.save(ckpt, bad)
+        if entry == "tokenizer":  # another tokenizer of the same size: two tokens swap ids
+            tok = json.loads(read_checkpoint(gpt)["lit_lm"]["tokenizer"])
+            vocab = tok["model"]["vocab"]
+            first, second = sorted(vocab, key=vocab.get)[100:102]
+            vocab[first], vocab[second] = vocab[second], vocab[first]
+            bad = tmp_path / "other_tokenizer.json"
+            bad.write_text(json.dumps(tok))
+        if entry == "prepare":  # a Lightning checkpoint that lit_lm did not write
+            bad = tmp_path / "foreign.ckpt"
+            torch.save({"state_dict": {"w": torch.zeros(2)}}, bad)
+    elif entry != "hf_pytorch_model_bin":
+        bad = _bad_file(kind, pretrained["gpt"], tmp_path, marker)
+    if entry == "hf_pytorch_model_bin":
+        bad = _hf_dir(kind, tmp_path, marker, pretrained)
+    bad = str(bad)
+
+    run = fast_args(tmp_path, cache, "--trainer.fast_dev_run", "1")
+    args = {
+        "init_from": ["fit", "--config", GPT_PRETRAIN if kind == "wrong_architecture" else GPT_NLI,
+                      "--model.init_from", bad, "--model.config", "null", "--data.tokenizer", gpt, *run],
+        "tokenizer": ["fit", "--config", GPT_NLI, "--model.init_from", gpt, "--data.tokenizer", bad, *run],
+        "fit": ["fit", "--config", GPT_NLI, "--data.tokenizer", gpt, "--ckpt_path", bad, *run],
+        "validate": ["validate", "--config", GPT_PRETRAIN if kind == "wrong_architecture" else GPT_NLI,
+                     "--data.tokenizer", gpt, "--ckpt_path", bad, *run],
+        "test": ["test", "--config", GPT_NLI, "--data.tokenizer", gpt, "--ckpt_path", bad, *run],
+        "predict": ["predict", "--config", GPT_NLI, "--data.tokenizer", gpt, "--ckpt_path", bad, *run],
+        "hf_pytorch_model_bin": ["fit", "--config", "experiments/quickstart/bert_nli.yaml", "--model.init_from", bad,
+                                 "--data.tokenizer", bert, *run],
+        "prepare": ["prepare", "--files", str(ROOT / "README.md"), "--tokenizer", bad, "--out", str(tmp_path / "p"),
+                    "--no-progress"],
+    }[entry]  # fmt: skip
+    line = run_cli(capsys, *args)
+    assert not marker.exists(), "the checkpoint's payload ran"
+    pattern = WRONG_ARCHITECTURE[entry] if kind == "wrong_architecture" else EXPECTED[kind]
+    assert re.search(pattern, line), line
+    named = Path(bad).name if kind == "wrong_architecture" or entry != "hf_pytorch_model_bin" else "pytorch_model.bin"
+    if kind == "missing" and entry == "hf_pytorch_model_bin":
+        named = Path(bad).name
+    assert named in line, line
+
+
+def test_the_opt_in_loads_a_trusted_file_and_only_then(tmp_path, cache, pretrained, capsys):
+    marker = tmp_path / "payload_ran"
+    evil = _bad_file("malicious", pretrained["gpt"], tmp_path, marker)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_torch_file(evil)
+    assert not marker.exists() and not checkpoints_trusted()
+    line = run_cli(
+        capsys, "fit", "--config", GPT_NLI, "--model.init_from", str(evil), "--data.tokenizer", str(pretrained["gpt"]),
+        "--trust_checkpoint", "true", *fast_args(tmp_path, cache, "--trainer.fast_dev_run", "1"),
+    )  # fmt: skip
+    assert marker.exists(), "--trust_checkpoint true reads the file with the full unpickler"
+    assert "not written by a lit_lm task" in line
+    assert not checkpoints_trusted(), "the opt-in ends with the CLI run"
+    marker.unlink()
+    with trust_checkpoints():
+        load_torch_file(evil)
+    assert marker.exists() and not checkpoints_trusted()
+
+
+def test_nothing_but_the_safe_loader_calls_torch_load():
+    """Every ``torch.load`` in lit_lm/ goes through lit_lm.serialization, which passes weights_only=True unless
+    the user opted in."""
+    calls = []
+    for path in (ROOT / "lit_lm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load":
+                if getattr(node.func.value, "id", None) == "torch":
+                    calls.append((path.relative_to(ROOT).as_posix(), ast.unparse(node)))
+    assert [file for file, _ in calls] == ["lit_lm/serialization.py"], calls
+    assert "weights_only=not trusted" in calls[0][1]
+
+
+# ------------------------------------------------------------------------------------------------ bad settings
+def test_misspelled_options_and_config_keys_name_the_close_match(tmp_path, capsys):
+    line = run_cli(capsys, "fit", "--config", GPT_NLI, "--model.learnin_rate", "1e-3")
+    assert "unknown option --model.learnin_rate" in line and "did you mean --model.learning_rate?" in line
+    assert "python -m lit_lm fit --help" in line
+    line = run_cli(capsys, "fit", "--config", GPT_NLI, "--trainer.max_stepz", "3")
+    assert "unknown option --trainer.max_stepz; did you mean --trainer.max_steps?" in line
+    line = run_cli(capsys, "fit", "--config", GPT_NLI, "--data.batch_sise", "3")
+    assert "unknown option --data.batch_sise for lit_lm.data.NLIDataModule; did you mean --data.batch_size?" in line
+
+    text = (ROOT / GPT_NLI).read_text()
+    for good, bad in (("learning_rate:", "learnin_rate:"), ("  max_epochs:", "  max_epochz:"),
+                      ("seed_everything:", "seed_everythin:")):
+        assert good in text
+        config = tmp_path / f"{bad.strip(' :')}.yaml"
+        config.write_text(text.replace(good, bad, 1))
+        number = next(i for i, line in enumerate(config.read_text().splitlines(), 1) if bad in line)
+        line = run_cli(capsys, "fit", "--config", str(config))
+        assert f"{config}:{number}" in line, line
+        assert f"did you mean --{'' if 'seed' in bad else 'trainer.' if 'epoch' in bad else 'model.'}" in line, line
+
+
+def test_wrong_typed_values_name_the_expected_type(capsys):
+    assert "--trainer.max_steps: expected int, got 'abc'" in run_cli(
+        capsys, "fit", "--config", GPT_NLI, "--trainer.max_steps", "abc"
+    )
+    assert "--model.learning_rate: expected float, got 'fast'" in run_cli(
+        capsys, "fit", "--config", GPT_NLI, "--model.learning_rate", "fast"
+    )
+    line = run_cli(capsys, "fit", "--config", GPT_NLI, "--model.lr_schedule", "cosin")
+    assert "--model.lr_schedule: expected one of 'linear', 'cosine', 'constant', got 'cosin'" in line
+    assert "expected dict or null, got '3'" in run_cli(capsys, "fit", "--config", GPT_NLI, "--model.config", "3")
+
+
+def test_bad_settings_give_clear_errors(tmp_path, cache, pretrained, capsys):
+    def error_of(*args: str) -> str:
+        return run_cli(capsys, "fit", *args, *fast_args(tmp_path, cache, "--trainer.fast_dev_run", "1"))
+
+    assert "unknown preset 'gpt-42'; available presets: bert-base" in error_of(
+        "--config", GPT_PRETRAIN, "--model.preset", "gpt-42"
+    )
+    assert "no-such-corpus.txt: corpus file or directory not found" in error_of(
+        "--config", GPT_PRETRAIN, "--data.files", '["no-such-corpus.txt"]'
+    )
+    err = error_of("--config", GPT_NLI, "--model.init_from", str(pretrained["gpt"]), "--data.tokenizer", "null",
+                   "--data.vocab_size", "500")  # fmt: skip
+    assert "tokenizer has" in err and "tokens but the pretrained backbone" in err
+
+
+# ------------------------------------------------------------------------------------------------ progress bar
+@pytest.mark.parametrize("bound", ["steps", "time"])
+def test_the_progress_bar_shows_the_true_budget(bound, tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lit_lm.callbacks import BudgetRichProgressBar, BudgetTQDMProgressBar
+
+    for bar in (BudgetRichProgressBar(), BudgetTQDMProgressBar()):
+        limit = {"max_steps": 3} if bound == "steps" else {"max_time": "00:00:10:00", "max_epochs": -1,
+                                                           "limit_train_batches": 2, "max_steps": 4}  # fmt: skip
+        trainer = L.Trainer(default_root_dir=tmp_path, callbacks=[bar], logger=False, enable_checkpointing=False,
+                            limit_val_batches=0, enable_model_summary=False, **limit)  # fmt: skip
+        trainer.fit(BoringModel())
+        items = bar.get_metrics(trainer, trainer.lightning_module)
+        assert items["step"] == f"{trainer.global_step}/{trainer.max_steps}"
+        if bound == "time":
+            assert re.fullmatch(r"0:\d\d/10:00", items["time"]), items
+        else:
+            assert "time" not in items
+        if isinstance(bar, BudgetRichProgressBar):
+            description = bar._get_train_description(trainer.current_epoch)
+            assert description.strip() == f"Epoch {trainer.current_epoch}", description
