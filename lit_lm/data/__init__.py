@@ -6,20 +6,20 @@ Everything here stands beside :mod:`lit_lm.model` (no import of it) and raises :
 from lit_lm.data.builtin_tasks import builtin_multiple_choice, builtin_nli
 from lit_lm.data.builtin_text import builtin_corpus
 from lit_lm.data.corpus import PreparedCorpus, prepare_corpus, read_corpus, split_sentences
-from lit_lm.data.errors import DataError
+from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, MultipleChoiceExample, NLIExample
+from lit_lm.data.finetuning import LengthGroupedSampler, MultipleChoiceCollator, NLICollator
 from lit_lm.data.multiple_choice import (
     MultipleChoiceDataModule,
-    MultipleChoiceExample,
     read_copa_jsonl,
     read_copa_xml,
     read_multiple_choice,
     read_story_cloze,
 )
-from lit_lm.data.nli import NLI_LABELS, NLI_LABELS_2WAY, NLIDataModule, NLIExample, read_nli
+from lit_lm.data.nli import NLIDataModule, read_nli
 from lit_lm.data.pretraining import CausalLMDataModule, MaskedLMDataModule, MLMCollator
 from lit_lm.data.prompts import PromptDataModule
-from lit_lm.data.tasks import LengthGroupedSampler, MultipleChoiceCollator, NLICollator
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from lit_lm.errors import DataError
 
 __all__ = [
     "CausalLMDataModule",

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from lit_lm.data.multiple_choice import MultipleChoiceExample
-from lit_lm.data.nli import NLIExample
+from lit_lm.data.examples import MultipleChoiceExample, NLIExample
 
 BUILTIN_VERSION = 1
 """Bumped whenever the generated data change (it keys the task-tokenizer cache)."""

@@ -27,7 +27,6 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from xml.parsers import expat
@@ -35,24 +34,22 @@ from xml.parsers import expat
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_lm.data.errors import DataError
-from lit_lm.data.tasks import (
+from lit_lm.data.builtin_tasks import BUILTIN_VERSION, builtin_multiple_choice
+from lit_lm.data.examples import MultipleChoiceExample, ReadResult
+from lit_lm.data.finetuning import (
     EncodedSequences,
     MultipleChoiceCollator,
-    ReadResult,
     TaskDataModule,
     TaskFormat,
     as_file_list,
     check_max_seq_length,
-    decode_utf8,
     encode_pairs,
-    file_digest,
     log_truncation,
-    read_bytes_checked,
-    read_text_lines,
     task_tokenizer,
 )
+from lit_lm.data.io import decode_utf8, file_digest, read_bytes_checked, read_text_lines
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +64,6 @@ _STORY_COLUMNS = (
     "RandomFifthSentenceQuiz2",
     "AnswerRightEnding",
 )
-
-
-@dataclass(frozen=True)
-class MultipleChoiceExample:
-    """A context, its candidate continuations and the index of the right one.
-
-    Args:
-        context: Shared first segment (story, or COPA premise + connective).
-        choices: The candidate second segments.
-        label: Index of the right choice.
-        source: ``file:line`` the example came from (empty for generated data).
-    """
-
-    context: str
-    choices: tuple[str, ...]
-    label: int
-    source: str = ""
 
 
 def _finish(out: list[MultipleChoiceExample], path: str | Path) -> ReadResult[MultipleChoiceExample]:
@@ -472,8 +452,6 @@ class MultipleChoiceDataModule(TaskDataModule):
 
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
-            from lit_lm.data.builtin_tasks import BUILTIN_VERSION
-
             return [f"builtin-mc-v{BUILTIN_VERSION}"]
         for f in self.train_files:
             detect_multiple_choice_reader(f, self.dataset)  # a clear error for a missing file
@@ -491,8 +469,6 @@ class MultipleChoiceDataModule(TaskDataModule):
         return out, {}  # no multiple-choice reader skips examples: bad ones are errors
 
     def _builtin(self, split: str) -> list[MultipleChoiceExample]:
-        from lit_lm.data.builtin_tasks import builtin_multiple_choice
-
         return builtin_multiple_choice(split)
 
     def _check(self, examples: list[MultipleChoiceExample]) -> None:

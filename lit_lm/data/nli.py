@@ -27,38 +27,30 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_lm.data.errors import DataError
-from lit_lm.data.tasks import (
-    NO_GOLD_LABEL,
+from lit_lm.data.builtin_tasks import BUILTIN_VERSION, builtin_nli
+from lit_lm.data.examples import NLI_LABELS, NO_GOLD_LABEL, LabelVocab, NLIExample, ReadResult
+from lit_lm.data.finetuning import (
     EncodedSequences,
-    LabelVocab,
     NLICollator,
-    ReadResult,
     TaskDataModule,
     TaskFormat,
     as_file_list,
     check_max_seq_length,
     encode_pairs,
-    file_digest,
     log_truncation,
-    read_text_lines,
     task_tokenizer,
 )
+from lit_lm.data.io import file_digest, read_text_lines
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
-
-NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
-"""The 3-way SNLI/MultiNLI/SICK/ANLI label list: entailment=0, neutral=1, contradiction=2."""
-NLI_LABELS_2WAY: tuple[str, ...] = ("entailment", "not_entailment")
-"""The 2-way RTE/SciTail label list: entailment=0, not_entailment=1."""
 
 NLIReader = Literal["auto", "jsonl", "tsv", "infersent"]
 
@@ -71,23 +63,6 @@ _TSV_COLUMNS = {
     "hypothesis": ("sentence2", "sentence_b", "hypothesis"),
     "label": ("gold_label", "entailment_label", "label"),
 }
-
-
-@dataclass(frozen=True)
-class NLIExample:
-    """One sentence pair with its label id.
-
-    Args:
-        premise: The first sentence (or passage).
-        hypothesis: The sentence to judge against the premise.
-        label: Index into the task's label list.
-        source: ``file:line`` the example came from (empty for generated data).
-    """
-
-    premise: str
-    hypothesis: str
-    label: int
-    source: str = ""
 
 
 def _labels(labels: Sequence[str] | LabelVocab) -> LabelVocab:
@@ -424,8 +399,6 @@ class NLIDataModule(TaskDataModule):
     # ---------------------------------------------------------------------------------------------- reading
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
-            from lit_lm.data.builtin_tasks import BUILTIN_VERSION
-
             return [f"builtin-nli-v{BUILTIN_VERSION}"]
         return ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
 
@@ -454,8 +427,6 @@ class NLIDataModule(TaskDataModule):
         return examples, skipped
 
     def _builtin(self, split: str) -> list[NLIExample]:
-        from lit_lm.data.builtin_tasks import builtin_nli
-
         return builtin_nli(split)
 
     def _tokenize(self, examples: list[NLIExample], split: str) -> NLIDataset:

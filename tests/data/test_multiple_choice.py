@@ -12,9 +12,10 @@ import torch
 
 from lit_lm.data.builtin_tasks import MC_SIZES, builtin_multiple_choice
 from lit_lm.data.errors import DataError
+from lit_lm.data.examples import MultipleChoiceExample
+from lit_lm.data.finetuning import LengthGroupedSampler, MultipleChoiceCollator
 from lit_lm.data.multiple_choice import (
     MultipleChoiceDataModule,
-    MultipleChoiceExample,
     read_choices_jsonl,
     read_copa_jsonl,
     read_copa_xml,
@@ -22,7 +23,6 @@ from lit_lm.data.multiple_choice import (
     read_story_cloze,
     tokenize_multiple_choice,
 )
-from lit_lm.data.tasks import LengthGroupedSampler, MultipleChoiceCollator
 
 try:
     from .fixtures_tasks import category, oracle, shared_data, shared_file, small_tokenizer, write

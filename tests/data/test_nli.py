@@ -15,24 +15,21 @@ from hypothesis import strategies as st
 
 from lit_lm.data.builtin_tasks import NLI_SIZES, builtin_nli
 from lit_lm.data.errors import DataError
-from lit_lm.data.nli import (
-    NLI_LABELS,
-    NLI_LABELS_2WAY,
-    NLIDataModule,
-    NLIExample,
-    read_nli,
-    read_nli_infersent,
-    read_nli_jsonl,
-    read_nli_tsv,
-    tokenize_nli,
-)
-from lit_lm.data.tasks import (
-    LabelVocab,
+from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, LabelVocab, NLIExample
+from lit_lm.data.finetuning import (
     LengthGroupedSampler,
     NLICollator,
     encode_pairs,
     holdout_split,
     truncate_longest_first,
+)
+from lit_lm.data.nli import (
+    NLIDataModule,
+    read_nli,
+    read_nli_infersent,
+    read_nli_jsonl,
+    read_nli_tsv,
+    tokenize_nli,
 )
 
 try:

@@ -1,8 +1,6 @@
 """Machinery shared by the fine-tuning task data (NLI in :mod:`lit_lm.data.nli`, multiple choice in
-:mod:`lit_lm.data.multiple_choice`).
+:mod:`lit_lm.data.multiple_choice`); the examples and labels themselves live in :mod:`lit_lm.data.examples`.
 
-- Reading: :func:`read_text_lines` (UTF-8 check with file:line, BOM and CRLF handled), :class:`LabelVocab` (label
-  name -> id, case-insensitive), :class:`ReadResult` (examples + counts of skipped ones).
 - Formatting: :func:`encode_pairs` turns (first text, second text) pairs into model inputs, in one of two layouts::
 
       decoder (GPT-1):  [CLS]? first [DELIM] second [EXTRACT]     token types all 0, features read at [EXTRACT]
@@ -18,7 +16,6 @@
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import logging
 import math
@@ -26,159 +23,21 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from lit_lm.data.errors import DataError
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
 
 TaskFormat = Literal["decoder", "encoder"]
-E = TypeVar("E")
-
-NO_GOLD_LABEL = "no gold label ('-' or -1)"
-
-
-# --------------------------------------------------------------------------------------------------- reading
-def decode_utf8(data: bytes, path: Path) -> str:
-    """Decode UTF-8 (dropping a BOM); on failure name the line and byte."""
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        bad = data[e.start : e.start + 1]
-        raise DataError(
-            f"not valid UTF-8 (byte {bad!r}); convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
-            path,
-            line,
-        ) from None
-
-
-def read_bytes_checked(path: str | Path) -> tuple[Path, bytes]:
-    """Read a whole file, raising :class:`DataError` if it is missing, a directory or empty (whitespace only)."""
-    p = Path(path)
-    if p.is_dir():
-        raise DataError("is a directory; give the data file inside it", p)
-    if not p.is_file():
-        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
-    data = p.read_bytes()
-    if not data.strip():
-        raise DataError("file is empty; expected examples", p)
-    return p, data
-
-
-def read_text_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file without their line endings (LF or CRLF); ``lines[i]`` is line ``i + 1``.
-
-    Raises :class:`DataError` if the file is missing, empty or not UTF-8 (naming the line). Only ``\\n`` ends a
-    line, so a stray ``\\r`` or Unicode line separator inside a field does not shift line numbers.
-    """
-    p, data = read_bytes_checked(path)
-    text = decode_utf8(data, p)
-    if not text.strip():  # e.g. only a byte-order mark, or only Unicode spaces
-        raise DataError("file is empty (nothing but whitespace); expected examples", p)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-
-
-@dataclass
-class ReadResult(Generic[E]):
-    """What a reader returns: the examples, and how many input records it skipped and why.
-
-    Unpacks as ``examples, skipped = read_...(path)``.
-    """
-
-    examples: list[E]
-    skipped: dict[str, int] = field(default_factory=dict)
-    path: str = ""
-
-    @property
-    def n_skipped(self) -> int:
-        return sum(self.skipped.values())
-
-    def __iter__(self) -> Iterator[Any]:
-        yield self.examples
-        yield self.skipped
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def log_summary(self) -> None:
-        """Log the counts (skipped records at WARNING level, so they are never silent)."""
-        if self.skipped:
-            detail = ", ".join(f"{n} with {why}" for why, n in self.skipped.items())
-            log.warning("%s: read %d examples, skipped %d (%s)", self.path, len(self.examples), self.n_skipped, detail)
-        else:
-            log.info("%s: read %d examples", self.path, len(self.examples))
-
-
-class LabelVocab:
-    """A fixed, ordered label list: ``names[i]`` has id ``i``. Lookup ignores case and surrounding spaces.
-
-    A label may also be given as its id (an int, or a string of digits that is not a label name). ``-`` and
-    ``-1`` mean "no gold label" (SNLI/MultiNLI pairs without annotator consensus): :meth:`lookup` returns None
-    and the reader skips and counts the record.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        names = [str(n) for n in names]
-        if not names:
-            raise DataError("labels must list at least one label name")
-        folded = [n.strip().lower() for n in names]
-        dupes = sorted({n for n in folded if folded.count(n) > 1})
-        if dupes or "" in folded:
-            raise DataError(f"labels must be distinct, non-empty names (case-insensitive); got {names}")
-        self.names: list[str] = names
-        self._ids = {n: i for i, n in enumerate(folded)}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def lookup(self, value: object, path: str | Path, line: int) -> int | None:
-        """The id of ``value``; None for "no gold label"; :class:`DataError` (at ``path:line``) if unknown."""
-        if isinstance(value, bool):
-            pass  # JSON true/false is no label
-        elif isinstance(value, int):
-            if value == -1:
-                return None
-            if 0 <= value < len(self.names):
-                return value
-        elif isinstance(value, str):
-            key = value.strip().lower()
-            if key in self._ids:
-                return self._ids[key]
-            if key == "-" or key == "-1":
-                return None
-            if key.isdigit() and int(key) < len(self.names):
-                return int(key)
-        allowed = ", ".join(self.names)
-        raise DataError(
-            f"unknown label {value!r}; allowed: {allowed} (or their ids 0..{len(self.names) - 1}); "
-            "set `labels` to this dataset's label list (e.g. [entailment, not_entailment] for RTE/SciTail)",
-            path,
-            line,
-        )
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (for cache keys)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 # --------------------------------------------------------------------------------------------------- formatting
 def num_special_tokens(format: TaskFormat, start_token: bool = True) -> int:

@@ -1,0 +1,156 @@
+"""File mechanisms every reader and writer in :mod:`lit_lm.data` shares, each written once.
+
+- Reading: :func:`read_bytes_checked` (missing / directory / empty file), :func:`decode_utf8` (BOM dropped, a bad
+  byte named by line), :func:`read_text_lines` (LF or CRLF), :func:`jsonl_records` (one JSON object per line, with
+  its line number).
+- Writing: :func:`atomic_write` (a temporary file or directory beside the target, renamed into place).
+- Cache keys: :func:`file_digest` (sha256 of the bytes), :func:`digest` (of any JSON-able value).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lit_lm.errors import DataError
+
+TMP_SUFFIX = ".tmp"
+
+
+# --------------------------------------------------------------------------------------------------- reading
+def decode_utf8(data: bytes, path: Path) -> str:
+    """Decode UTF-8 (dropping a BOM); on failure name the line and byte."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        bad = data[e.start : e.start + 1]
+        raise DataError(
+            f"not valid UTF-8 (byte {bad!r}); convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
+            path,
+            line,
+        ) from None
+
+
+def read_bytes_checked(path: str | Path) -> tuple[Path, bytes]:
+    """Read a whole file, raising :class:`DataError` if it is missing, a directory or empty (whitespace only)."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError("is a directory; give the data file inside it", p)
+    if not p.is_file():
+        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    data = p.read_bytes()
+    if not data.strip():
+        raise DataError("file is empty; expected examples", p)
+    return p, data
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file without their line endings (LF or CRLF); ``lines[i]`` is line ``i + 1``.
+
+    Raises :class:`DataError` if the file is missing, empty or not UTF-8 (naming the line). Only ``\\n`` ends a
+    line, so a stray ``\\r`` or Unicode line separator inside a field does not shift line numbers.
+    """
+    p, data = read_bytes_checked(path)
+    text = decode_utf8(data, p)
+    if not text.strip():  # e.g. only a byte-order mark, or only Unicode spaces
+        raise DataError("file is empty (nothing but whitespace); expected examples", p)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def jsonl_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file; :class:`DataError` at ``path:line`` for
+    a line that is not a JSON object."""
+    for number, line in enumerate(read_text_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path, number) from None
+        if not isinstance(record, dict):
+            raise DataError(f"expected a JSON object, found {type(record).__name__}", path, number)
+        yield number, record
+
+
+# --------------------------------------------------------------------------------------------------- writing
+def temporary_path(target: Path) -> Path:
+    """``.<name>.<pid>.<random>.tmp`` beside ``target``: unique per writer, so concurrent writers (DDP ranks,
+    parallel jobs) never share one, and hidden from globs such as ``*.json``."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(target: str | Path) -> Iterator[Path]:
+    """Write ``target`` (a file or a directory) all at once: yields a temporary path beside it to write to; when
+    the block ends, that path is renamed over ``target`` (:func:`os.replace`, atomic on POSIX file systems) and the
+    directory is fsynced. If the block raises, the temporary path is removed and ``target`` is left as it was.
+
+    A reader therefore sees the old complete file or the new complete one, never a half-written one. For a
+    directory target, an existing ``target`` (another writer was first) is kept and the new copy discarded.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(target)
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        if tmp.is_dir() and target.is_dir():
+            _remove(tmp)  # another writer finished first; its copy has the same content
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+# --------------------------------------------------------------------------------------------------- cache keys
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (for cache keys)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(value: Any, n: int = 16) -> str:
+    """First ``n`` hex digits of the sha256 of ``value`` as canonical JSON (for cache keys of settings)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
