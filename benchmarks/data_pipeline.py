@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from lit_lm.data.corpus import prepare_corpus, resolve_files, train_tokenizer
-    from lit_lm.data.pretraining import CausalLMDataModule, MaskedLMDataModule
+    from lit_lm.data import CausalLMDataModule, MaskedLMDataModule
+    from lit_lm.data.corpus import prepare_corpus
+    from lit_lm.data.text import resolve_files
+    from lit_lm.data.tokenizer_training import train_tokenizer
 
     files = [args.data_dir / "gutenberg", args.data_dir / "kjv-bible"]
     for f in files:

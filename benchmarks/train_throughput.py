@@ -76,7 +76,7 @@ def make_batch(family: str, config: TransformerConfig, batch_size: int, seq_len:
     if family == "gpt":
         x = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1), generator=g)
         return {"input_ids": x[:, :-1].contiguous(), "labels": x[:, 1:].contiguous()}
-    from lit_lm.data.pretraining import MLMCollator
+    from lit_lm.data.masking import MLMCollator
 
     # [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4; 10% of the pairs shorter (BERT's short_seq_prob)
     collator = MLMCollator(pad_id=0, mask_id=4, vocab_size=config.vocab_size, special_ids=[0, 1, 2, 3, 4], seed=0)

@@ -1,7 +1,8 @@
 """Lightning callbacks for training runs: throughput / MFU logging and a stop on non-finite losses.
 
-- :class:`ThroughputMonitor`: tokens/s, samples/s, model TFLOP/s and MFU in the logger every N optimizer steps,
-  counted from tensor shapes (no host sync in the hot path).
+- :class:`TokenThroughputMonitor`: tokens/s, samples/s, model TFLOP/s and MFU in the logger every N optimizer
+  steps, counted from tensor shapes (no host sync in the hot path). (``ThroughputMonitor``, its former name, is a
+  deprecated alias: Lightning has a different callback of that name.)
 - :class:`NaNGuard`: a NaN/inf training loss ends the run with a message naming the step and the loss, before the
   bad update is applied and before any checkpoint with non-finite weights can be written.
 - :func:`progress_bar`: Lightning's progress bar showing the step/time budget and a true epoch counter.
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
+from lit_lm._lightning import rich_available
 from lit_lm.errors import NonFiniteLossError
 
 __all__ = [
@@ -31,13 +34,16 @@ __all__ = [
     "BudgetTQDMProgressBar",
     "NaNGuard",
     "NonFiniteLossError",
-    "ThroughputMonitor",
+    "TokenThroughputMonitor",
+    "cpu_name",
     "peak_flops_for",
     "progress_bar",
     "training_budget",
 ]
 
-#: Dense (no sparsity) datasheet peaks in FLOP/s per GPU: fp32 (CUDA cores), tf32 and bf16/fp16 tensor cores.
+#: Dense (no sparsity) datasheet peaks in FLOP/s per GPU: fp32 (CUDA cores), tf32 and bf16/fp16 tensor cores, for
+#: the GPUs lit_lm is benchmarked on. :func:`peak_flops_for` asks Lightning first and uses this table where Lightning
+#: has no figure (an H200 that reports itself as plain ``NVIDIA H200``) or a with-sparsity one (see there).
 #: Matched against ``torch.cuda.get_device_name()`` (all words of the key must occur; first match wins).
 GPU_PEAK_FLOPS: dict[str, dict[str, float]] = {
     "h200": {"fp32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12},  # SXM (the NVL part is ~15% lower)
@@ -47,13 +53,30 @@ GPU_PEAK_FLOPS: dict[str, dict[str, float]] = {
 }
 
 
-def _precision_key(precision: str) -> str | None:
-    """``"bf16"`` (also for fp16: the same tensor-core rate), ``"tf32"``, ``"fp32"``, or None (unknown)."""
-    precision = str(precision)
-    if precision.startswith(("bf16", "16")):
-        return "bf16"
-    if precision.startswith("32"):
-        return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+#: Lightning's with-sparsity figures are twice the dense ones; a Lightning figure above this multiple of the table's
+#: dense one for the same chip is taken for a sparsity figure.
+_SPARSE_FIGURE_RATIO = 1.5
+
+_PRECISION_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16, "32": torch.float32, "64": torch.float64}
+
+
+def _precision_dtype(precision: str) -> torch.dtype | None:
+    """The compute dtype of a Lightning ``precision`` (``"bf16-mixed"``, ``"16-true"``, ``"32"``, ...), or None."""
+    return _PRECISION_DTYPES.get(str(precision).split("-", 1)[0])
+
+
+def _table_peak(device: torch.device, dtype: torch.dtype) -> float | None:
+    """:data:`GPU_PEAK_FLOPS`' figure for a CUDA ``device`` and compute ``dtype`` (None if not listed)."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        return None
+    if dtype is torch.float32:
+        key = "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    else:
+        key = "bf16"  # fp16 runs at the same tensor-core rate
+    name = torch.cuda.get_device_name(device).lower()
+    for chip, peaks in GPU_PEAK_FLOPS.items():
+        if all(word in name for word in chip.split()):
+            return peaks[key]
     return None
 
 
@@ -69,15 +92,26 @@ def cpu_name() -> str:
 
 
 def peak_flops_for(device: torch.device, precision: str) -> float | None:
-    """Datasheet peak FLOP/s of a known CUDA GPU for a Lightning ``precision`` string (None if unknown)."""
-    key = _precision_key(precision)
-    if device.type != "cuda" or key is None:
+    """Dense peak FLOP/s of ``device`` for a Lightning ``precision`` string, or None where it is not known.
+
+    The figure comes from Lightning's :func:`~lightning.fabric.utilities.throughput.get_available_flops` (CUDA GPUs
+    and TPUs), with :data:`GPU_PEAK_FLOPS` for the chips where Lightning has none, or lists the with-sparsity peak
+    (twice the dense one: H100 NVL and H200 in Lightning 2.6, Lightning issue #21677). Lightning's "FLOPs not
+    found" warnings are passed on only when neither knows the device. The device is queried here, not on import.
+    """
+    dtype = _precision_dtype(precision)
+    if dtype is None:
         return None
-    name = torch.cuda.get_device_name(device).lower()
-    for chip, peaks in GPU_PEAK_FLOPS.items():
-        if all(word in name for word in chip.split()):
-            return peaks[key]
-    return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lightning_peak = get_available_flops(device, dtype)
+    table_peak = _table_peak(device, dtype)
+    if lightning_peak is not None and (table_peak is None or lightning_peak <= _SPARSE_FIGURE_RATIO * table_peak):
+        return float(lightning_peak)
+    if table_peak is None:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return table_peak
 
 
 def _batch_shape(batch: Any) -> tuple[int, int, int] | None:
@@ -95,8 +129,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class ThroughputMonitor(L.Callback):
+class TokenThroughputMonitor(L.Callback):
     """Log training throughput and model FLOPs utilisation every ``log_every_n_steps`` optimizer steps.
+
+    Unlike Lightning's :class:`~lightning.pytorch.callbacks.ThroughputMonitor`, it needs no ``batch_size_fn`` or
+    ``length_fn`` (it reads ``input_ids``' shape) and counts FLOPs with the model's ``flops_per_token`` instead of
+    measuring them once per run.
 
     Logged (to every logger, from rank 0, at ``trainer.global_step``):
 
@@ -106,7 +144,7 @@ class ThroughputMonitor(L.Callback):
     - ``throughput/tflops_per_device``: achieved model TFLOP/s (``pl_module.flops_per_token(seq_len)`` per token,
       i.e. 6 FLOPs per weight per token plus attention and the heads' useful work; padding tokens count);
     - ``throughput/mfu``: those FLOP/s over the device's peak for the run's precision, when the peak is known
-      (``peak_flops``, or the datasheet table :data:`GPU_PEAK_FLOPS` for H100/H200/A100).
+      (``peak_flops``, or :func:`peak_flops_for`: Lightning's table of GPUs and TPUs, :data:`GPU_PEAK_FLOPS`).
 
     Tokens and samples are read from ``batch["input_ids"].shape``: no ``.item()``, no sync in the hot path. The
     clock is read (after one ``cuda.synchronize``) only on logging steps, so the figures are averages over the
@@ -115,7 +153,7 @@ class ThroughputMonitor(L.Callback):
 
     Args:
         log_every_n_steps: Window length in optimizer steps (default: the Trainer's ``log_every_n_steps``).
-        peak_flops: The device's peak FLOP/s for MFU (per device). Default: the datasheet table on known GPUs,
+        peak_flops: The device's peak FLOP/s for MFU (per device). Default: :func:`peak_flops_for` on known GPUs,
             none (no MFU) elsewhere; on a CPU measure it, e.g. with ``benchmarks/train_throughput.py``.
     """
 
@@ -162,7 +200,9 @@ class ThroughputMonitor(L.Callback):
         shape = _batch_shape(batch)
         if shape is None:
             if not self._warned:
-                rank_zero_warn("ThroughputMonitor: the batch has no (B, ..., T) `input_ids` tensor; nothing logged")
+                rank_zero_warn(
+                    "TokenThroughputMonitor: the batch has no (B, ..., T) `input_ids` tensor; nothing logged"
+                )
                 self._warned = True
             return
         step = trainer.global_step
@@ -211,6 +251,11 @@ class ThroughputMonitor(L.Callback):
             _sync(self._device)
             self._t_last += time.perf_counter() - self._val_t0  # validation time does not count
         self._val_t0 = None
+
+
+#: Deprecated alias of :class:`TokenThroughputMonitor` (its name until it was renamed so as not to shadow Lightning's
+#: ``lightning.pytorch.callbacks.ThroughputMonitor``); kept for configs with ``lit_lm.callbacks.ThroughputMonitor``.
+ThroughputMonitor = TokenThroughputMonitor
 
 
 class NaNGuard(L.Callback):
@@ -344,7 +389,7 @@ class BudgetRichProgressBar(_BudgetItems, RichProgressBar):
     reads ``Epoch 3`` where Lightning's reads ``Epoch 3/-2`` (``max_epochs`` is -1 when steps or time bound the
     run)."""
 
-    def _get_train_description(self, current_epoch: int) -> str:
+    def _get_train_description(self, current_epoch: int) -> str:  # private: see lit_lm._lightning
         description = super()._get_train_description(current_epoch)
         max_epochs = self.trainer.max_epochs
         if max_epochs is not None and max_epochs < 0:
@@ -354,4 +399,4 @@ class BudgetRichProgressBar(_BudgetItems, RichProgressBar):
 
 def progress_bar() -> ProgressBar:
     """The bar Lightning would choose (Rich where ``rich`` is installed, else TQDM), with the budget items."""
-    return BudgetRichProgressBar() if _RICH_AVAILABLE else BudgetTQDMProgressBar()
+    return BudgetRichProgressBar() if rich_available() else BudgetTQDMProgressBar()

@@ -19,8 +19,6 @@ its last checkpoint computes the same per-step losses as an uninterrupted run (C
 
 from __future__ import annotations
 
-import glob
-import os
 import random
 import shlex
 import shutil
@@ -28,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -38,9 +35,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lit_lm._lightning import is_local_path
+from lit_lm.data.io import atomic_write
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.serialization import checkpoints_trusted, load_torch_file
 
@@ -51,36 +49,19 @@ __all__ = [
     "resume_command",
 ]
 
-_TMP_SUFFIX = ".tmp"
-
-
 # ================================================================================================ checkpoint files
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save``/``torch.load`` checkpoints, written crash-safe and read with clear errors.
 
-    Saving writes ``.<name>.<pid>.<random>.tmp`` in the checkpoint's own directory, flushes and fsyncs it, then
-    moves it over ``<name>`` with :func:`os.replace` (an atomic rename on POSIX file systems) and fsyncs the
-    directory. A process killed at any moment therefore leaves either the previous complete file or the new
-    complete file, never a truncated one; the temporary file a killed writer leaves behind is removed by the next
-    save of the same name. (Lightning's own ``TorchCheckpointIO`` stages the bytes in the system temp directory
+    Saving (:func:`lit_lm.data.io.atomic_write`) writes ``.<name>.<pid>.<random>.tmp`` in the checkpoint's own
+    directory, fsyncs it, moves it over ``<name>`` with :func:`os.replace` (an atomic rename on POSIX file systems)
+    and fsyncs the directory. A process killed at any moment therefore leaves either the previous complete file or
+    the new complete file, never a truncated one; the temporary file a killed writer leaves behind is removed by the
+    next save of the same name. (Lightning's own ``TorchCheckpointIO`` stages the bytes in the system temp directory
     and moves them with ``shutil.move``: a plain copy, not atomic, when that directory is on another file system;
     and it does not fsync.)
 
-    Loading raises :class:`~lit_lm.model.hf.CheckpointError` naming the file for a missing, truncated or foreign
+    Loading raises :class:`~lit_lm.errors.CheckpointError` naming the file for a missing, truncated or foreign
     file, instead of a pickle or zip traceback.
 
     Remote paths (``s3://...``) are passed to ``TorchCheckpointIO`` unchanged.
@@ -88,34 +69,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         """Write ``checkpoint`` to ``path`` atomically (see the class docstring)."""
-        if storage_options is not None or not _is_local_file_protocol(path):
+        if storage_options is not None or not is_local_path(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temporaries(target)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
-        try:
-            with open(tmp, "wb") as f:
-                self._write(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            self._write(checkpoint, f)
 
     def _write(self, checkpoint: dict[str, Any], file: IO[bytes]) -> None:
         """Serialise ``checkpoint`` into the open temporary ``file`` (override to change the format)."""
         torch.save(checkpoint, file)
-
-    @staticmethod
-    def _remove_stale_temporaries(target: Path) -> None:
-        """Delete ``.<name>.<pid>.<random>.tmp`` files of writers that no longer run."""
-        for p in target.parent.glob(f"{glob.escape(f'.{target.name}.')}*{_TMP_SUFFIX}"):
-            pid = p.name[len(target.name) + 2 :].split(".")[0]
-            if not pid.isdigit() or int(pid) == os.getpid() or not _process_exists(int(pid)):
-                p.unlink(missing_ok=True)
 
     def load_checkpoint(
         self,
@@ -130,22 +91,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         ``trainer.fit(..., weights_only=False)``) or :func:`lit_lm.serialization.trust_checkpoints`.
         """
         trusted = weights_only is False or checkpoints_trusted()
-        if not _is_local_file_protocol(path):  # Lightning would default to an unsafe load for remote files
+        if not is_local_path(path):  # Lightning would default to an unsafe load for remote files
             return super().load_checkpoint(path, map_location, weights_only=not trusted)
         ckpt = load_torch_file(path, "checkpoint", trust=trusted)
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
         return ckpt
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # it exists (another user's), or we cannot tell: keep its file
-    return True
 
 
 # ================================================================================================ random streams
@@ -269,6 +220,10 @@ class LastCheckpoint(ModelCheckpoint):
 
     It keeps no other files (``save_top_k=0``); combine it with a ``ModelCheckpoint(monitor=...)`` for the best
     model. The file names are fixed (no ``last-v1.ckpt``): a new run in the same directory overwrites it.
+
+    ``every_n_minutes`` is not Lightning's ``ModelCheckpoint(train_time_interval=...)``, which refuses to be combined
+    with ``every_n_train_steps`` (mutually exclusive there) and does not restart its clock on a step-triggered save.
+    The saving itself is ModelCheckpoint's (private members used: see :mod:`lit_lm._lightning`).
 
     Args:
         dirpath: Directory of ``last.ckpt`` (default: Lightning's ``<default_root_dir>/checkpoints``).

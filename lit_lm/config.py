@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from lit_lm.errors import ConfigError
 
+#: Label value that a loss ignores (padding, unmasked positions): PyTorch's ``cross_entropy`` default.
+IGNORE_INDEX = -100
+
 Activation = Literal["gelu", "gelu_tanh", "relu"]
 NormPosition = Literal["post", "pre"]
 AttentionBackend = Literal["auto", "math", "sdpa", "triton"]

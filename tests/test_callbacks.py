@@ -1,4 +1,4 @@
-"""ThroughputMonitor logs throughput and MFU from shapes; NaNGuard stops a run at a non-finite loss before a broken
+"""TokenThroughputMonitor logs throughput and MFU from shapes; NaNGuard stops a run at a non-finite loss before a broken
 checkpoint; the FLOP counts behind MFU match torch's FLOP counter."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from lit_lm.callbacks import NaNGuard, NonFiniteLossError, ThroughputMonitor, peak_flops_for
+from lit_lm import callbacks
+from lit_lm.callbacks import NaNGuard, NonFiniteLossError, TokenThroughputMonitor, peak_flops_for
 from lit_lm.tasks import CausalLM, MaskedLM
 
 V = 64
@@ -66,7 +67,7 @@ def _model(**kw) -> CausalLM:
 
 def test_throughput_monitor_logs_rates_and_mfu_every_n_steps(tmp_path):
     logger = _Memory()
-    monitor = ThroughputMonitor(log_every_n_steps=2, peak_flops=1e12)
+    monitor = TokenThroughputMonitor(log_every_n_steps=2, peak_flops=1e12)
     model = _model()
     trainer = _trainer(tmp_path, [monitor], 7, logger=logger, enable_checkpointing=False)
     trainer.fit(model, DataLoader(_Batches(7), batch_size=None))
@@ -85,11 +86,49 @@ def test_throughput_monitor_logs_rates_and_mfu_every_n_steps(tmp_path):
 
 def test_throughput_monitor_without_a_peak_logs_no_mfu(tmp_path):
     logger = _Memory()
-    trainer = _trainer(tmp_path, [ThroughputMonitor(log_every_n_steps=1)], 3, logger=logger, enable_checkpointing=False)
+    trainer = _trainer(
+        tmp_path, [TokenThroughputMonitor(log_every_n_steps=1)], 3, logger=logger, enable_checkpointing=False
+    )
     trainer.fit(_model(), DataLoader(_Batches(3), batch_size=None))
     rows = [m for _, m in logger.rows if "throughput/tokens_per_sec" in m]
     assert rows and all("throughput/mfu" not in m and "throughput/tflops_per_device" in m for m in rows)
     assert peak_flops_for(torch.device("cpu"), "bf16-mixed") is None
+
+
+def test_the_former_name_is_an_alias_distinct_from_lightnings_callback():
+    from lightning.pytorch.callbacks import ThroughputMonitor as LightningThroughputMonitor
+
+    assert callbacks.ThroughputMonitor is TokenThroughputMonitor
+    assert not issubclass(TokenThroughputMonitor, LightningThroughputMonitor)
+
+
+@pytest.mark.parametrize(
+    ("name", "precision", "expected", "matmul"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16-mixed", 989.4e12, "highest"),  # Lightning's figure ("h100 sxm")
+        ("NVIDIA H100 PCIe", "16-mixed", 756e12, "highest"),  # Lightning's
+        ("NVIDIA A10G", "bf16-true", 125e12, "highest"),  # Lightning's; not in lit_lm's table
+        ("NVIDIA A100-SXM4-80GB", "32-true", 19.5e12, "highest"),  # fp32 on CUDA cores
+        ("NVIDIA A100-SXM4-80GB", "32-true", 156e12, "high"),  # tf32 tensor cores
+        ("NVIDIA H200", "bf16-mixed", 989.4e12, "highest"),  # Lightning has no figure: lit_lm's table
+        ("NVIDIA H200", "32-true", 494.7e12, "high"),
+        ("NVIDIA H100 NVL", "bf16-mixed", 989.4e12, "highest"),  # Lightning 2.6 lists the with-sparsity peak
+        ("NVIDIA H100 80GB HBM3", "transformer-engine", None, "highest"),
+    ],
+)
+def test_peak_flops_come_from_lightning_with_a_dense_fallback(monkeypatch, recwarn, name, precision, expected, matmul):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: matmul)
+    peak = peak_flops_for(torch.device("cuda", 0), precision)
+    assert peak == (None if expected is None else pytest.approx(expected, rel=0.01))
+    assert not [w for w in recwarn if "FLOPs not found" in str(w.message)]
+
+
+def test_peak_flops_of_an_unknown_gpu_is_none_with_lightnings_warning(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Imaginary GPU 9000")
+    with pytest.warns(UserWarning, match="FLOPs not found"):
+        assert peak_flops_for(torch.device("cuda", 0), "bf16-mixed") is None
 
 
 @pytest.mark.parametrize("task", ["causal", "masked"])

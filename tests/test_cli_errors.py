@@ -149,8 +149,8 @@ def test_bad_files_give_one_clear_line_and_never_run_code(entry, kind, tmp_path,
         "predict": ["predict", "--config", GPT_NLI, "--data.tokenizer", gpt, "--ckpt_path", bad, *run],
         "hf_pytorch_model_bin": ["fit", "--config", "experiments/quickstart/bert_nli.yaml", "--model.init_from", bad,
                                  "--data.tokenizer", bert, *run],
-        "prepare": ["prepare", "--files", str(ROOT / "README.md"), "--tokenizer", bad, "--out", str(tmp_path / "p"),
-                    "--no-progress"],
+        "prepare": ["prepare", "--files", str(ROOT / "README.md"), "--tokenizer", bad, "--out_dir", str(tmp_path / "p"),
+                    "--progress", "false"],
     }[entry]  # fmt: skip
     line = run_cli(capsys, *args)
     assert not marker.exists(), "the checkpoint's payload ran"

@@ -1,11 +1,10 @@
 """Distributed data parallel on 2 CPU processes (gloo) trains exactly like one process with the same global batch.
 
 Why the two runs are equal: the same seed gives the same initial weights (and DDP broadcasts rank 0's anyway);
-dropout is off. Under DDP Lightning wraps the DataModule's train sampler in a ``DistributedSamplerWrapper`` that
-*shuffles* the epoch's items once more (``randperm`` seeded by ``PL_GLOBAL_SEED`` + epoch; it also forwards
-``set_epoch`` to the DataModule's sampler) and gives rank ``r`` the items ``perm[r::2]``. So with a per-rank batch of
-B/2, step k of the two ranks together is ``perm[kB:(k+1)B]``: the single process sees the same batches when its
-sampler is wrapped the same way with one replica (the permutation depends only on the seed, the epoch and the
+dropout is off. The DataModule's train sampler is a DistributedSampler that shards itself
+(:class:`lit_lm.data.samplers.ShardedSampler`, so Lightning does not wrap and reshuffle it): rank ``r`` takes items
+``order[r::2]`` of the epoch's order, which depends only on the data seed and the epoch. So with a per-rank batch of
+B/2, step k of the two ranks together is ``order[kB:(k+1)B]``, the single process's batch k (same seed, same
 length). Every window has the same number of labelled tokens, so DDP's gradient average over the ranks equals the
 single process's token mean. Validation is not shuffled (rank ``r`` reads items ``r, r+2, ...``) and its metrics
 (sums of NLL and tokens) are reduced over the ranks, so ``val/loss`` is the single process's.
@@ -38,22 +37,11 @@ MODEL = {"n_layer": 2, "n_embd": 64, "n_head": 2, "intermediate_size": 128, "n_p
 def _run(out: Path, cache: Path, devices: int, batch_size: int, accumulate: int = 1, name: str = "run") -> dict:
     """Fit a tiny CausalLM on the built-in corpus; returns (on every rank) what the test compares."""
     import lightning as L
-    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import DataLoader
 
     from lit_lm.data import CausalLMDataModule
     from lit_lm.tasks import CausalLM
-
-    class OneReplicaOfDDPOrder(CausalLMDataModule):
-        """The single process: the train sampler wrapped as Lightning wraps it under DDP, with one replica."""
-
-        def train_dataloader(self) -> DataLoader:
-            loader = super().train_dataloader()
-            seed = int(os.environ["PL_GLOBAL_SEED"])
-            sampler = DistributedSamplerWrapper(loader.sampler, num_replicas=1, rank=0, shuffle=True, seed=seed)
-            return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler)
 
     record: dict = {"batches": [], "val_batches": [], "grad_sync": [], "pid": os.getpid()}
 
@@ -69,8 +57,10 @@ def _run(out: Path, cache: Path, devices: int, batch_size: int, accumulate: int 
             record["grad_sync"].append(bool(getattr(ddp, "require_backward_grad_sync", True)))
 
     L.seed_everything(42, verbose=False)
-    data_class = CausalLMDataModule if devices > 1 else OneReplicaOfDDPOrder
-    dm = data_class(files=None, vocab_size=512, block_size=BLOCK, batch_size=batch_size, cache_dir=cache, seed=42)
+    # our training samplers shard themselves by rank (Lightning leaves them unwrapped), so one process with the
+    # global batch sees the union of the ranks' batches
+    dm = CausalLMDataModule(files=None, vocab_size=512, block_size=BLOCK, batch_size=batch_size, cache_dir=cache,
+                            seed=42)
     model = CausalLM(preset="gpt-micro", config=MODEL, learning_rate=1e-3, lr_schedule="constant")
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=STEPS,

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 TINY = '{"n_layer": 1, "n_embd": 32, "n_head": 2, "intermediate_size": 64, "dropout": 0.1, "n_positions": 128}'
 MAX_STEPS = 24
+TASK_VOCAB = 1000
 
 
 # ============================================================================================= subprocess helpers
@@ -92,9 +93,11 @@ def _env() -> dict[str, str]:
 
 
 def _command(family: str, root: Path, cache: Path, log: Path, *extra: str) -> list[str]:
-    config = {"causal": "gpt_pretrain", "masked": "bert_pretrain"}[family]
+    config = {"causal": "gpt_pretrain", "masked": "bert_pretrain", "nli": "gpt_nli"}[family]
     data = (["--data.train_samples_per_epoch", "320"] if family == "causal"  # epochs of 10 batches of 32
             else ["--data.batch_size", "8", "--data.max_seq_length", "64", "--trainer.limit_train_batches", "10"])
+    if family == "nli":  # no pretraining run: random weights and the task tokenizer of the task_cache fixture
+        data += ["--model.init_from", "null", "--data.tokenizer", "null", "--data.vocab_size", str(TASK_VOCAB)]
     return [
         sys.executable, "-m", "lit_lm", "fit", "--config", f"experiments/quickstart/{config}.yaml",
         "--model.config", TINY, "--trainer.max_steps", str(MAX_STEPS), "--trainer.val_check_interval", "5",
@@ -140,10 +143,22 @@ def _assert_same(run: dict[int, float], reference: dict[int, float], first: int,
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in corpus' tokenizer and prepared corpus, made once here for every subprocess (the causal and the
     masked DataModules share them)."""
-    from lit_lm.data.pretraining import CausalLMDataModule
+    from lit_lm.data.causal_lm import CausalLMDataModule
 
     path = tmp_path_factory.mktemp("cache")
     CausalLMDataModule(cache_dir=path, vocab_size=2048).prepare_data()
+    return path
+
+
+@pytest.fixture(scope="module")
+def task_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The task tokenizers of the built-in NLI and multiple-choice sets, trained once here for every subprocess."""
+    from lit_lm.data import MultipleChoiceDataModule, NLIDataModule
+
+    path = tmp_path_factory.mktemp("task_cache")
+    with pytest.warns(UserWarning, match="no tokenizer given"):
+        NLIDataModule(cache_dir=str(path), vocab_size=TASK_VOCAB).prepare_data()
+        MultipleChoiceDataModule(cache_dir=str(path), vocab_size=TASK_VOCAB).prepare_data()
     return path
 
 
@@ -233,6 +248,28 @@ def test_masked_lm_with_nsp_resumes_step_exactly_after_a_kill_and_ctrl_c_in_vali
     _assert_same(_losses(logs[0]), ref, 1, 15)
     _assert_same(_losses(logs[1]), ref, 13, 20)
     _assert_same(_losses(logs[2]), ref, 21, MAX_STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_nli_fine_tuning_resumes_step_exactly_after_a_kill_in_the_middle_of_an_epoch(
+    tmp_path: Path, task_cache: Path, group_by_length: bool
+) -> None:
+    """Epochs of 10 batches; SIGKILL inside step 16, after the checkpoint of step 12: the resumed run continues the
+    second epoch at its third batch (restarting that epoch from its first example would change every later loss)."""
+    ref_log, logs = tmp_path / "ref.log", [tmp_path / f"run{i}.log" for i in range(2)]
+    root = tmp_path / "run"
+    extra = ["--data.group_by_length", str(group_by_length).lower()]
+    reference = _start(_command("nli", tmp_path / "ref", task_cache, ref_log, *extra))
+    _finish(_start(_command("nli", root, task_cache, logs[0], *extra, "--trainer.callbacks+=test_resume.Kill",
+                            "--trainer.callbacks.at_step", "15")), -signal.SIGKILL)  # fmt: skip
+    assert _saved_step(root / "checkpoints" / "last.ckpt") == 12
+    _finish(_start(_command("nli", root, task_cache, logs[1], *extra, "--ckpt_path", "last")), 0)
+    _finish(reference, 0)
+    ref = _losses(ref_log)
+    _assert_same(ref, ref, 1, MAX_STEPS)
+    _assert_same(_losses(logs[0]), ref, 1, 15)
+    _assert_same(_losses(logs[1]), ref, 13, MAX_STEPS)
 
 
 @pytest.mark.slow
@@ -399,7 +436,8 @@ def test_training_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -
 
 # ============================================================================================= samplers
 def test_samplers_skip_the_consumed_part_of_one_epoch_once(cache: Path) -> None:
-    from lit_lm.data.pretraining import MaskedLMDataModule, WindowSampler
+    from lit_lm.data.causal_lm import WindowSampler
+    from lit_lm.data.masked_lm import MaskedLMDataModule
 
     dm = MaskedLMDataModule(cache_dir=cache, vocab_size=2048, max_seq_length=64, batch_size=8)
     dm.setup("fit")
@@ -417,26 +455,104 @@ def test_samplers_skip_the_consumed_part_of_one_epoch_once(cache: Path) -> None:
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_ddp_shards_continue_where_each_rank_stopped(world: int) -> None:
-    """Under DDP Lightning deals the sampler's list round-robin to the ranks (DistributedSamplerWrapper): after
-    ``resume_from(epoch, batches * batch_size * world, rotate=True)`` every rank's shard is the rest of its own
-    shard of the uninterrupted epoch (padding included)."""
-    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-
-    from lit_lm.data.pretraining import WindowSampler
+    """Each rank takes every ``world``-th item of the epoch's order: after ``resume_from(epoch,
+    batches * batch_size * world, rotate=True)`` every rank's shard is the rest of its own shard of the
+    uninterrupted epoch (padding included)."""
+    from lit_lm.data.causal_lm import WindowSampler
 
     batch_size, batches = 4, 3
 
     def shard(rank: int, resumed: bool) -> list[int]:
-        sampler = WindowSampler(1_000, 16, "random", num_samples=61, seed=0)  # each process has its own; 61: padding
+        sampler = WindowSampler(1_000, 16, "random", num_samples=61, seed=0, num_replicas=world, rank=rank)  # 61: pad
         if resumed:
             sampler.resume_from(5, batches * batch_size * world, rotate=True)
-        wrapper = DistributedSamplerWrapper(sampler, num_replicas=world, rank=rank, shuffle=False)
-        wrapper.set_epoch(5)
-        return list(wrapper)
+        sampler.set_epoch(5)
+        return list(sampler)
 
     for rank in range(world):
         rest = shard(rank, False)[batches * batch_size :]
         assert shard(rank, True)[: len(rest)] == rest
+
+
+def _finetuning_samplers(**ranks: int) -> list:
+    from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler
+
+    lengths = np.random.default_rng(0).integers(5, 100, size=203)  # 203: padding under DDP
+    return [PermutationSampler(203, seed=3, **ranks), LengthGroupedSampler(lengths, 8, seed=3, mega_batches=4, **ranks)]
+
+
+def test_finetuning_samplers_skip_the_consumed_part_of_one_epoch_once() -> None:
+    for sampler, again in zip(_finetuning_samplers(), _finetuning_samplers(), strict=True):
+        sampler.set_epoch(2)
+        full = list(sampler)
+        assert sorted(full) == list(range(203))
+        sampler.resume_from(2, 24)
+        assert list(sampler) == full[24:]  # the rest of epoch 2, in the same order
+        assert list(sampler) == full  # once only
+        sampler.resume_from(2, 24)
+        sampler.set_epoch(3)  # Lightning moved on to the next epoch: nothing to skip there
+        assert len(list(sampler)) == len(sampler) and list(sampler) != full
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)
+        again.set_epoch(2)
+        assert list(again) == full  # from the seed and the epoch only, not from global random state
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_finetuning_samplers_shard_themselves_and_each_rank_continues_its_shard(world: int) -> None:
+    """Lightning leaves a ``DistributedSampler`` in place (its ``DistributedSamplerWrapper`` would shuffle the list
+    once more); after ``resume_from(epoch, batches * batch_size * world, rotate=True)``, as the DataModule calls it
+    under DDP, every rank's shard is the rest of its own shard of the uninterrupted epoch (padding included)."""
+    from torch.utils.data import DistributedSampler
+
+    batch_size, batches = 8, 2
+
+    def shards(resumed: bool) -> list[list[list[int]]]:  # [sampler][rank] -> indices
+        out: list[list[list[int]]] = [[], []]
+        for rank in range(world):
+            for i, sampler in enumerate(_finetuning_samplers(num_replicas=world, rank=rank)):
+                assert isinstance(sampler, DistributedSampler)
+                if resumed:
+                    sampler.resume_from(5, batches * batch_size * world, rotate=True)
+                sampler.set_epoch(5)
+                out[i].append(list(sampler))
+        return out
+
+    for full, resumed in zip(shards(False), shards(True), strict=True):
+        assert set().union(*full) == set(range(203)) and all(len(s) == -(-203 // world) for s in full + resumed)
+        for rank in range(world):
+            rest = full[rank][batches * batch_size :]
+            assert resumed[rank][: len(rest)] == rest
+
+
+def test_task_datamodules_continue_an_epoch_from_their_state(task_cache: Path) -> None:
+    """NLI and multiple choice, with and without ``group_by_length``: after ``load_state_dict`` (epoch 1, 3 batches
+    consumed) the training loader yields the rest of epoch 1, then whole epochs again."""
+    import warnings
+
+    from lit_lm.data import MultipleChoiceDataModule, NLIDataModule
+
+    def batches(dm: Any, epoch: int, n: int) -> list[dict[str, torch.Tensor]]:
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)  # as Lightning does at the start of each epoch
+        out = []
+        for batch in loader:
+            out.append(batch)
+            if len(out) == n:
+                return out
+        return out
+
+    for cls in (NLIDataModule, MultipleChoiceDataModule):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the task tokenizer
+            dm = cls(cache_dir=str(task_cache), vocab_size=TASK_VOCAB, batch_size=4)
+        for dm.group_by_length in (False, True):
+            full = batches(dm, 1, 8)
+            dm.load_state_dict({"epoch": 1, "batches": 3, "batch_size": 4, "seed": dm.seed, "world_size": 1})
+            rest = batches(dm, 1, 5)
+            for a, b in zip(full[3:], rest, strict=True):
+                assert all(torch.equal(a[k], b[k]) for k in a), (cls.__name__, dm.group_by_length)
+            dm.train_dataloader()
+            assert len(list(dm.train_sampler)) == len(dm.train_sampler) == len(dm.datasets["train"])  # then whole
 
 
 # ============================================================================================= last.ckpt

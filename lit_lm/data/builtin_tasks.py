@@ -36,7 +36,7 @@ from typing import Literal
 
 from lit_lm.data.examples import MultipleChoiceExample, NLIExample
 
-BUILTIN_VERSION = 1
+BUILTIN_TASKS_VERSION = 1
 """Bumped whenever the generated data change (it keys the task-tokenizer cache)."""
 
 Split = Literal["train", "val", "test"]

@@ -16,10 +16,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-__all__ = ["BUILTIN_VERSION", "builtin_corpus", "write_builtin_corpus"]
+from lit_lm.data.io import atomic_write
+
+__all__ = ["BUILTIN_CORPUS_VERSION", "builtin_corpus", "write_builtin_corpus"]
 
 #: Bump when the grammar changes: it is part of the file name (and therefore of every cache key).
-BUILTIN_VERSION = 1
+BUILTIN_CORPUS_VERSION = 1
 
 _NAMES = (
     "Anna Ben Clara David Emma Felix Grace Henry Iris Jack Kate Leo Maria Noah Olivia Peter Rosa Sam Tom Una "
@@ -194,7 +196,7 @@ def builtin_corpus(
             f"need num_docs >= 1 and 2 <= min_sentences <= max_sentences, got {num_docs}, {min_sentences}, "
             f"{max_sentences}"
         )
-    rng = random.Random(f"lit_lm-builtin-{BUILTIN_VERSION}-{seed}")
+    rng = random.Random(f"lit_lm-builtin-{BUILTIN_CORPUS_VERSION}-{seed}")
     docs: list[list[str]] = []
     for _ in range(num_docs):
         story = _Story(rng)
@@ -233,12 +235,10 @@ def write_builtin_corpus(directory: str | Path, seed: int = 0, num_docs: int = 1
     corpus cache key, stay the same. Returns its path.
     """
     d = Path(directory)
-    path = d / f"builtin-v{BUILTIN_VERSION}-seed{seed}-docs{num_docs}.txt"
+    path = d / f"builtin-v{BUILTIN_CORPUS_VERSION}-seed{seed}-docs{num_docs}.txt"
     if path.is_file():
         return path
-    d.mkdir(parents=True, exist_ok=True)
     text = "\n\n".join("\n".join(doc) for doc in builtin_corpus(seed=seed, num_docs=num_docs)) + "\n"
-    tmp = d / f".{path.name}.{random.getrandbits(32):08x}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

@@ -16,23 +16,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
-import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
+from lit_lm.data.resume import ResumableDataModule, check_loader_settings
+from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler, ShardedSampler
+from lit_lm.data.splits import check_fraction, holdout_split
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer_training import train_once
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -242,111 +243,6 @@ class MultipleChoiceCollator:
         }
 
 
-class LengthGroupedSampler(DistributedSampler):
-    """Shuffled order in which neighbouring examples have similar lengths, so padded batches waste little.
-
-    Each epoch: shuffle all indices (seeded by ``seed`` and the epoch), cut them into groups of ``mega_batches``
-    batches, sort each group by length (longest first), cut it into batches, shuffle the batches, and put the
-    batch holding the longest example first (an out-of-memory error shows at once).
-
-    Use it as ``DataLoader(dataset, batch_size=batch_size, sampler=...)``. It is distributed-aware: under DDP
-    (a ``torch.distributed`` process group is up when it is iterated) every rank builds the same global order
-    with "batches" of ``batch_size * world_size`` indices and takes every ``world_size``-th index, so each
-    rank's batch again holds similar lengths. It subclasses ``DistributedSampler`` only so that Lightning
-    leaves it in place rather than wrapping it in a sampler that would reshuffle it; world size and rank are
-    read when iterating, so it works without a process group too. Lightning calls ``set_epoch`` each epoch.
-
-    Args:
-        lengths: Length of each example (for multiple choice, of its longest choice).
-        batch_size: Batch size of the DataLoader (per device).
-        seed: Base seed; the same seed and epoch give the same order.
-        mega_batches: Batches per sorted group: larger groups pad less but shuffle less.
-        num_replicas: World size; None: from ``torch.distributed`` (1 without a process group).
-        rank: This process's rank; None: from ``torch.distributed`` (0 without a process group).
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int] | np.ndarray,
-        batch_size: int,
-        seed: int = 42,
-        mega_batches: int = 50,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        # DistributedSampler.__init__ is not called: it needs a process group at construction time.
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.mega_batches = max(1, mega_batches)
-        self._num_replicas = num_replicas
-        self._rank = rank
-        self.epoch = 0
-        self.shuffle = True
-        self.drop_last = False
-
-    @property
-    def num_replicas(self) -> int:  # type: ignore[override]
-        if self._num_replicas is not None:
-            return self._num_replicas
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size()
-        return 1
-
-    @property
-    def rank(self) -> int:  # type: ignore[override]
-        if self._rank is not None:
-            return self._rank
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank()
-        return 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        """Indices this rank yields per epoch (the last round is padded with repeats, as DistributedSampler does)."""
-        return math.ceil(len(self.lengths) / self.num_replicas)
-
-    def global_order(self) -> np.ndarray:
-        """This epoch's order over all ranks (length padded to a multiple of the world size)."""
-        n, world = len(self.lengths), self.num_replicas
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch])
-        unit = self.batch_size * world
-        perm = rng.permutation(n)
-        group = unit * self.mega_batches
-        batches: list[np.ndarray] = []
-        for start in range(0, n, group):
-            chunk = perm[start : start + group]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i : i + unit] for i in range(0, len(chunk), unit))
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-        longest = max(range(len(batches)), key=lambda i: int(self.lengths[batches[i]].max()))
-        batches[0], batches[longest] = batches[longest], batches[0]
-        order = np.concatenate(batches)
-        pad = (-n) % world
-        return np.concatenate([order, order[:pad]]) if pad else order
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.global_order()[self.rank :: self.num_replicas].tolist())
-
-
-# --------------------------------------------------------------------------------------------------- splits
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic (train_idx, val_idx): a seeded random ``fraction`` of ``n`` (at least 1) is held out."""
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {fraction}")
-    if n < 2:
-        raise DataError(f"cannot hold out a validation split from {n} training example(s); pass val_files")
-    k = min(n - 1, max(1, round(n * fraction)))
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[k:]), np.sort(perm[:k])
-
-
 # --------------------------------------------------------------------------------------------------- tokenizer
 def task_tokenizer(
     tokenizer: str | None,
@@ -365,23 +261,14 @@ def task_tokenizer(
     """
     if tokenizer is not None:
         return Tokenizer.from_file(tokenizer, lowercase=lowercase)
-    digest = hashlib.sha256("\0".join([*key(), f"vocab_size={vocab_size}", f"lowercase={lowercase}"]).encode())
-    path = Path(cache_dir) / "task_tokenizers" / f"{digest.hexdigest()[:20]}.json"
+    settings = {"task": list(key()), "vocab_size": vocab_size, "lowercase": lowercase}
+    tok = train_once(settings, cache_dir, lambda: Tokenizer.train_from_texts(texts(), vocab_size, lowercase))
     warnings.warn(
-        "no tokenizer given: using a WordPiece tokenizer trained on this task's training text "
-        f"({path}); a fine-tuning run normally passes the pretraining tokenizer (`tokenizer: path/to/tokenizer.json`)",
+        f"no tokenizer given: using a WordPiece tokenizer trained on this task's training text ({tok.path}); a "
+        "fine-tuning run normally passes the pretraining tokenizer (`tokenizer: path/to/tokenizer.json`)",
         UserWarning,
         stacklevel=3,
     )
-    if path.is_file():
-        return Tokenizer.from_file(path)
-    tok = Tokenizer.train_from_texts(texts(), vocab_size=vocab_size, lowercase=lowercase)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")  # ranks may race: own tmp file
-    tok.save(tmp)
-    os.replace(tmp, path)
-    tok.path = str(path)
-    log.info("trained a task tokenizer (vocab %d) -> %s", tok.vocab_size, path)
     return tok
 
 
@@ -397,29 +284,104 @@ def as_file_list(files: str | Sequence[str] | None) -> list[str] | None:
     return out
 
 
-class TaskDataModule(L.LightningDataModule):
+class TaskDataModule(ResumableDataModule):
     """What the NLI and multiple-choice DataModules share: which examples make each split (files, the built-in
     set, or a seeded hold-out of the training files), tokenizing each split once, and the loaders.
 
-    Subclasses set the settings attributes in ``__init__`` and implement :meth:`_read` (files -> examples and
-    skipped counts), :meth:`_builtin` (a split of the built-in set), :meth:`_tokenize` (examples -> dataset with
+    Training order: a :class:`LengthGroupedSampler` (``group_by_length``) or a :class:`PermutationSampler`, both
+    derived from ``seed`` and the epoch only, sharded over the ranks under DDP; a run resumed mid-epoch continues
+    the epoch exactly (:mod:`lit_lm.data.resume`).
+
+    Construction only checks the settings: the tokenizer is loaded, or trained on the training text and cached,
+    on first use of :attr:`tokenizer` (``prepare_data`` does it on the one process that writes the cache), and the
+    files are read and tokenized once, in :meth:`setup`.
+
+    Subclasses pass the shared settings to ``__init__`` and implement :meth:`_read` (files -> examples and skipped
+    counts), :meth:`_builtin` (a split of the built-in set), :meth:`_tokenizer_key` and :meth:`_tokenizer_texts`
+    (what a tokenizer trained here is keyed on and trained with), :meth:`_tokenize` (examples -> dataset with
     ``lengths`` and ``encoded``) and :meth:`_collator`; :meth:`_check` may validate a split's examples.
     """
 
-    train_files: list[str] | None
-    val_files: list[str] | None
-    test_files: list[str] | None
-    val_fraction: float
-    seed: int
-    batch_size: int
-    group_by_length: bool
-    num_workers: int
+    train_sampler: ShardedSampler | None = None
 
-    def _init_splits(self) -> None:
+    def __init__(
+        self,
+        train_files: str | Sequence[str] | None,
+        val_files: str | Sequence[str] | None,
+        test_files: str | Sequence[str] | None,
+        tokenizer: str | None,
+        format: TaskFormat,
+        start_token: bool,
+        max_seq_length: int,
+        batch_size: int,
+        group_by_length: bool,
+        num_workers: int,
+        seed: int,
+        val_fraction: float,
+        vocab_size: int,
+        lowercase: bool,
+        cache_dir: str,
+    ) -> None:
+        super().__init__()
+        self.train_files = as_file_list(train_files)
+        self.val_files = as_file_list(val_files)
+        self.test_files = as_file_list(test_files)
+        for files in (self.train_files, self.val_files, self.test_files):
+            for f in files or ():  # a missing file is a clear error at once; reading waits for setup
+                if not Path(f).exists():
+                    raise DataError("file not found; check the path (relative paths start at the working directory)", f)
+        if format not in ("decoder", "encoder"):
+            raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
+        self.format: TaskFormat = format
+        self.start_token = start_token
+        check_max_seq_length(max_seq_length, format, start_token)
+        self.max_seq_length = max_seq_length
+        check_loader_settings(batch_size, num_workers)
+        check_fraction(val_fraction)
+        self.batch_size, self.group_by_length, self.num_workers = batch_size, group_by_length, num_workers
+        self.seed, self.val_fraction = seed, val_fraction
+        self._tokenizer_file, self._vocab_size, self._lowercase, self.cache_dir = (
+            tokenizer, vocab_size, lowercase, cache_dir
+        )
         self._splits: dict[str, list[Any]] = {}
         self.datasets: dict[str, Any] = {}
         self.stats: dict[str, dict[str, Any]] = {}
         """Per split: ``examples``, ``skipped`` (reason -> count) and ``truncated``, filled by :meth:`setup`."""
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The given tokenizer (normally the pretraining one), or one trained on the training text (cached)."""
+        tok = task_tokenizer(
+            self._tokenizer_file,
+            texts=self._tokenizer_texts,
+            key=self._tokenizer_key,
+            vocab_size=self._vocab_size,
+            lowercase=self._lowercase,
+            cache_dir=self.cache_dir,
+        )
+        if self.format == "decoder":
+            tok.require_decoder_tokens()
+        return tok
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the tokenizer's vocabulary (the model's embedding rows)."""
+        return self.tokenizer.vocab_size
+
+    @property
+    def pad_token_id(self) -> int:
+        """Id of ``[PAD]``."""
+        return self.tokenizer.pad_id
+
+    def prepare_data(self) -> None:
+        """Load the tokenizer, or train and cache it (on one process; the others then read the cache)."""
+        self.tokenizer  # noqa: B018
+
+    def _tokenizer_key(self) -> list[str]:
+        raise NotImplementedError
+
+    def _tokenizer_texts(self) -> list[str]:
+        raise NotImplementedError
 
     def _read(self, files: list[str]) -> tuple[list[Any], dict[str, int]]:
         raise NotImplementedError
@@ -474,9 +436,9 @@ class TaskDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str) -> Any:
         if split not in self.datasets:
-            ds = self._tokenize(self.examples(split), split)
-            self.datasets[split] = ds
-            self.stats[split]["truncated"] = ds.encoded.n_truncated
+            dataset = self._tokenize(self.examples(split), split)
+            self.datasets[split] = dataset
+            self.stats[split]["truncated"] = dataset.encoded.n_truncated
         return self.datasets[split]
 
     def _loader(self, ds: Any, train: bool) -> DataLoader:
@@ -486,11 +448,13 @@ class TaskDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-        if train and self.group_by_length:
-            kwargs["sampler"] = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
-        elif train:
-            kwargs["shuffle"] = True
-            kwargs["generator"] = torch.Generator().manual_seed(self.seed)
+        if train:
+            if self.group_by_length:
+                self.train_sampler = LengthGroupedSampler(ds.lengths, self.batch_size, self.seed)
+            else:
+                self.train_sampler = PermutationSampler(len(ds), self.seed)
+            self._apply_resume(self.train_sampler)
+            kwargs["sampler"] = self.train_sampler
         return DataLoader(ds, **kwargs)
 
     def train_dataloader(self) -> DataLoader:

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,18 @@ TMP_SUFFIX = ".tmp"
 
 
 # --------------------------------------------------------------------------------------------------- reading
-def decode_utf8(data: bytes, path: Path) -> str:
-    """Decode UTF-8 (dropping a BOM); on failure name the line and byte."""
+def decode_utf8(data: bytes, path: str | Path) -> str:
+    """Decode UTF-8, dropping a byte-order mark; a bad byte is named with its line and column."""
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        bad = data[e.start : e.start + 1]
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise DataError(
-            f"not valid UTF-8 (byte {bad!r}); convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`",
+            f"not valid UTF-8: byte 0x{data[e.start]:02x} at column {column}; convert the file to UTF-8, e.g. "
+            "`iconv -f latin1 -t utf-8 IN > OUT`",
             path,
             line,
         ) from None
@@ -71,18 +73,21 @@ def read_text_lines(path: str | Path) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
-def jsonl_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each non-blank line of a JSONL file; :class:`DataError` at ``path:line`` for
-    a line that is not a JSON object."""
-    for number, line in enumerate(read_text_lines(path), 1):
+def jsonl_records(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of JSONL text (``lines[i]`` is line ``i + 1`` of
+    ``path``, e.g. from :func:`read_text_lines`); :class:`DataError` at ``path:line`` for a line that is not one
+    JSON object."""
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path, number) from None
+            raise DataError(
+                f"malformed JSON ({e.msg} at column {e.colno}); each line must be one JSON object", path, number
+            ) from None
         if not isinstance(record, dict):
-            raise DataError(f"expected a JSON object, found {type(record).__name__}", path, number)
+            raise DataError(f"expected a JSON object per line, got {type(record).__name__}", path, number)
         yield number, record
 
 
@@ -107,6 +112,25 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete the :func:`temporary_path` files of ``target`` that writers killed mid-write left behind (their
+    process no longer runs); a running writer's file is kept."""
+    for p in target.parent.glob(f"{glob.escape(f'.{target.name}.')}*{TMP_SUFFIX}"):
+        pid = p.name[len(target.name) + 2 :].split(".")[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _process_exists(int(pid)):
+            _remove(p)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists (another user's), or we cannot tell: keep its file
+    return True
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -120,11 +144,13 @@ def atomic_write(target: str | Path) -> Iterator[Path]:
     the block ends, that path is renamed over ``target`` (:func:`os.replace`, atomic on POSIX file systems) and the
     directory is fsynced. If the block raises, the temporary path is removed and ``target`` is left as it was.
 
-    A reader therefore sees the old complete file or the new complete one, never a half-written one. For a
-    directory target, an existing ``target`` (another writer was first) is kept and the new copy discarded.
+    A reader therefore sees the old complete file or the new complete one, never a half-written one, and what a
+    writer killed mid-write left behind is removed by the next write of the same target. For a directory target,
+    an existing ``target`` (another writer was first) is kept and the new copy discarded.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     tmp = temporary_path(target)
     try:
         yield tmp
@@ -154,3 +180,12 @@ def file_digest(path: str | Path) -> str:
 def digest(value: Any, n: int = 16) -> str:
     """First ``n`` hex digits of the sha256 of ``value`` as canonical JSON (for cache keys of settings)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def file_identities(paths: Iterable[Path]) -> list[list[Any]]:
+    """``[path, size, mtime_ns]`` per file: a cheap cache key part that changes when a file is rewritten."""
+    out = []
+    for p in paths:
+        st = p.stat()
+        out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out

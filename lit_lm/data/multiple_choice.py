@@ -5,7 +5,7 @@ Every example is a context and ``C`` choices; each choice becomes its own sequen
 
     decoder:  [CLS] context [DELIM] choice [EXTRACT]        encoder:  [CLS] context [SEP] choice [SEP]
 
-Readers (``dataset`` setting; ``auto`` picks by extension: ``.csv`` -> story_cloze, ``.xml`` -> copa, ``.jsonl``
+Readers (``reader`` setting; ``auto`` picks by extension: ``.csv`` -> story_cloze, ``.xml`` -> copa, ``.jsonl``
 by the keys of its first record):
 
 - ``story_cloze``: the Story Cloze / ROCStories CSV with header ``InputSentence1..4``,
@@ -24,9 +24,10 @@ All examples of one data module must have the same number of choices.
 from __future__ import annotations
 
 import csv
-import json
 import logging
+import warnings
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from xml.parsers import expat
@@ -34,20 +35,17 @@ from xml.parsers import expat
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_lm.data.builtin_tasks import BUILTIN_VERSION, builtin_multiple_choice
+from lit_lm.data.builtin_tasks import BUILTIN_TASKS_VERSION, builtin_multiple_choice
 from lit_lm.data.examples import MultipleChoiceExample, ReadResult
 from lit_lm.data.finetuning import (
     EncodedSequences,
     MultipleChoiceCollator,
     TaskDataModule,
     TaskFormat,
-    as_file_list,
-    check_max_seq_length,
     encode_pairs,
     log_truncation,
-    task_tokenizer,
 )
-from lit_lm.data.io import decode_utf8, file_digest, read_bytes_checked, read_text_lines
+from lit_lm.data.io import decode_utf8, file_digest, jsonl_records, read_bytes_checked, read_text_lines
 from lit_lm.data.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
@@ -184,19 +182,7 @@ def read_copa_xml(path: str | Path) -> ReadResult[MultipleChoiceExample]:
 
 
 def _jsonl_objects(path: str | Path):
-    lines = read_text_lines(path)
-    for no, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"malformed JSON ({e.msg} at column {e.colno}); each line must be one JSON object", path, no
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object per line, got {type(obj).__name__}", path, no)
-        yield no, obj
+    return jsonl_records(read_text_lines(path), path)
 
 
 def read_copa_jsonl(path: str | Path) -> ReadResult[MultipleChoiceExample]:
@@ -242,22 +228,23 @@ def read_choices_jsonl(path: str | Path) -> ReadResult[MultipleChoiceExample]:
     return _finish(out, path)
 
 
-def detect_multiple_choice_reader(path: str | Path, dataset: MultipleChoiceFormat = "auto") -> str:
-    """Which reader ``dataset`` means for ``path``: ``story_cloze``, ``copa_xml``, ``copa_jsonl`` or ``generic``."""
+def detect_multiple_choice_reader(path: str | Path, reader: MultipleChoiceFormat = "auto") -> str:
+    """Which reader function ``reader`` means for ``path``: ``story_cloze``, ``copa_xml``, ``copa_jsonl`` or
+    ``generic``."""
     p = Path(path)
     if not p.is_file():
         if p.is_dir():
             raise DataError("is a directory; give the data file inside it", p)
         raise DataError("file not found; check the path (relative paths start at the working directory)", p)
     suffix = p.suffix.lower()
-    if dataset == "story_cloze":
+    if reader == "story_cloze":
         return "story_cloze"
-    if dataset == "generic":
+    if reader == "generic":
         return "generic"
-    if dataset == "copa":
+    if reader == "copa":
         return "copa_xml" if suffix == ".xml" else "copa_jsonl"
-    if dataset != "auto":
-        raise DataError(f"unknown dataset {dataset!r}; use auto, story_cloze, copa or generic", p)
+    if reader != "auto":
+        raise DataError(f"unknown reader {reader!r}; use auto, story_cloze, copa or generic", p)
     if suffix == ".csv":
         return "story_cloze"
     if suffix == ".xml":
@@ -268,8 +255,8 @@ def detect_multiple_choice_reader(path: str | Path, dataset: MultipleChoiceForma
                 return "generic"
             if "p" in obj or "choice1" in obj:
                 return "copa_jsonl"
-            raise DataError(f"cannot tell the dataset from the keys {sorted(obj)}; set dataset: copa or generic", p, no)
-    raise DataError("cannot tell the dataset from the file name; set dataset: story_cloze, copa or generic", p)
+            raise DataError(f"cannot tell the reader from the keys {sorted(obj)}; set reader: copa or generic", p, no)
+    raise DataError("cannot tell the reader from the file name; set reader: story_cloze, copa or generic", p)
 
 
 _READERS = {
@@ -280,15 +267,15 @@ _READERS = {
 }
 
 
-def read_multiple_choice(path: str | Path, dataset: MultipleChoiceFormat = "auto") -> ReadResult[MultipleChoiceExample]:
-    """Read a multiple-choice file with the reader ``dataset`` names (or the one ``auto`` detects)."""
-    return _READERS[detect_multiple_choice_reader(path, dataset)](path)
+def read_multiple_choice(path: str | Path, reader: MultipleChoiceFormat = "auto") -> ReadResult[MultipleChoiceExample]:
+    """Read a multiple-choice file with the named reader (or the one ``auto`` detects)."""
+    return _READERS[detect_multiple_choice_reader(path, reader)](path)
 
 
 # --------------------------------------------------------------------------------------------------- dataset
 class MultipleChoiceDataset(Dataset):
     """Tokenized examples of ``num_choices`` sequences each (choices of one example adjacent in ``encoded``);
-    items are collated by :class:`~lit_lm.data.tasks.MultipleChoiceCollator`.
+    items are collated by :class:`~lit_lm.data.finetuning.MultipleChoiceCollator`.
 
     Args:
         encoded: ``n * num_choices`` formatted sequences.
@@ -359,7 +346,7 @@ class MultipleChoiceDataModule(TaskDataModule):
 
     Batches are dicts of ``torch.long`` tensors: ``input_ids``, ``attention_mask``, ``token_type_ids``
     (B, C, T), ``extract_positions`` (B, C) and ``labels`` (B,) -- the index of the right choice. The tokenizer
-    and ``num_choices`` are known after ``__init__``; reading and tokenizing happen once, in :meth:`setup`.
+    and ``num_choices`` are read on first use; reading and tokenizing the splits happen once, in :meth:`setup`.
 
     Args:
         train_files: Training files (see :mod:`lit_lm.data.multiple_choice` for formats). None: the built-in
@@ -371,7 +358,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         tokenizer: Path to a ``tokenizer.json``, a BERT ``vocab.txt``, or a directory holding one -- normally the
             pretraining tokenizer. None: train a WordPiece tokenizer on the training text (cached in
             ``cache_dir``).
-        dataset: File format: ``auto`` (by extension and keys), ``story_cloze``, ``copa`` or ``generic``.
+        reader: File format: ``auto`` (by extension and keys), ``story_cloze``, ``copa`` or ``generic``.
         format: ``decoder``: ``[CLS] context [DELIM] choice [EXTRACT]``; ``encoder``: ``[CLS] context [SEP]
             choice [SEP]`` with token type ids 0/1.
         start_token: Decoder format: begin each sequence with ``[CLS]`` as the start token.
@@ -384,6 +371,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         vocab_size: Vocabulary size of a tokenizer trained here (ignored when ``tokenizer`` is given).
         lowercase: Lowercase text (a trained tokenizer, or a ``vocab.txt``).
         cache_dir: Where trained task tokenizers are cached.
+        dataset: Deprecated name of ``reader`` (configs written before lit_lm 0.2).
     """
 
     def __init__(
@@ -392,7 +380,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         tokenizer: str | None = None,
-        dataset: Literal["auto", "story_cloze", "copa", "generic"] = "auto",
+        reader: Literal["auto", "story_cloze", "copa", "generic"] = "auto",
         format: Literal["decoder", "encoder"] = "decoder",
         start_token: bool = True,
         max_seq_length: int = 128,
@@ -404,58 +392,39 @@ class MultipleChoiceDataModule(TaskDataModule):
         vocab_size: int = 8192,
         lowercase: bool = True,
         cache_dir: str = ".cache/lit_lm",
+        dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,
     ) -> None:
-        super().__init__()
-        self.train_files = as_file_list(train_files)
-        self.val_files = as_file_list(val_files)
-        self.test_files = as_file_list(test_files)
-        self.dataset: MultipleChoiceFormat = dataset
-        if format not in ("decoder", "encoder"):
-            raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
-        self.format: TaskFormat = format
-        self.start_token = start_token
-        check_max_seq_length(max_seq_length, format, start_token)
-        self.max_seq_length = max_seq_length
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
-        self.group_by_length = group_by_length
-        self.num_workers = num_workers
-        self.seed = seed
-        self.val_fraction = val_fraction
+        if dataset is not None:
+            warnings.warn("MultipleChoiceDataModule(dataset=...) is deprecated; use reader=...", FutureWarning,
+                          stacklevel=2)  # fmt: skip
+            reader = dataset
+        super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
+                         batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
+                         cache_dir)  # fmt: skip
+        self.reader: MultipleChoiceFormat = reader
         self._read_cache: dict[str, ReadResult[MultipleChoiceExample]] = {}
-        self._init_splits()
-        self.num_choices: int = self._detect_num_choices()
 
-        self.tokenizer: Tokenizer = task_tokenizer(
-            tokenizer,
-            texts=self._tokenizer_texts,
-            key=self._tokenizer_key,
-            vocab_size=vocab_size,
-            lowercase=lowercase,
-            cache_dir=cache_dir,
-        )
-        if format == "decoder":
-            self.tokenizer.require_decoder_tokens()
-        self.vocab_size: int = self.tokenizer.vocab_size
-        self.pad_token_id: int = self.tokenizer.pad_id
+    @cached_property
+    def num_choices(self) -> int:
+        """Choices per example (all examples of the module have the same number; read from the first file)."""
+        return self._detect_num_choices()
 
     # ---------------------------------------------------------------------------------------------- reading
     def _detect_num_choices(self) -> int:
         if self.train_files is None:
             return 2  # the built-in dataset
         first = next(f for files in (self.train_files, self.val_files, self.test_files) if files for f in files)
-        kind = detect_multiple_choice_reader(first, self.dataset)
+        kind = detect_multiple_choice_reader(first, self.reader)
         if kind != "generic":
             return 2  # Story Cloze and COPA
         return len(self._read([first])[0][0].choices)
 
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
-            return [f"builtin-mc-v{BUILTIN_VERSION}"]
+            return [f"builtin-mc-v{BUILTIN_TASKS_VERSION}"]
         for f in self.train_files:
-            detect_multiple_choice_reader(f, self.dataset)  # a clear error for a missing file
-        return ["mc", self.dataset] + [f"{f}:{file_digest(f)}" for f in self.train_files]
+            detect_multiple_choice_reader(f, self.reader)  # a clear error for a missing file
+        return ["mc", self.reader] + [f"{f}:{file_digest(f)}" for f in self.train_files]
 
     def _tokenizer_texts(self) -> list[str]:
         return [t for ex in self.examples("train") for t in (ex.context, *ex.choices)]
@@ -464,7 +433,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         out: list[MultipleChoiceExample] = []
         for f in files:
             if f not in self._read_cache:
-                self._read_cache[f] = read_multiple_choice(f, self.dataset)
+                self._read_cache[f] = read_multiple_choice(f, self.reader)
             out.extend(self._read_cache[f].examples)
         return out, {}  # no multiple-choice reader skips examples: bad ones are errors
 

@@ -1,7 +1,7 @@
 """Natural language inference data: readers for the common file formats, the tokenized dataset, and
 :class:`NLIDataModule`.
 
-Readers (each returns a :class:`~lit_lm.data.tasks.ReadResult`; bad input raises :class:`DataError` naming
+Readers (each returns a :class:`~lit_lm.data.examples.ReadResult`; bad input raises :class:`DataError` naming
 file:line; records without a gold label are skipped, counted and logged):
 
 ==============  ===============================================================================================
@@ -24,7 +24,6 @@ Labels map to ids through a fixed list per task, case-insensitively: by default 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,20 +32,17 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_lm.data.builtin_tasks import BUILTIN_VERSION, builtin_nli
+from lit_lm.data.builtin_tasks import BUILTIN_TASKS_VERSION, builtin_nli
 from lit_lm.data.examples import NLI_LABELS, NO_GOLD_LABEL, LabelVocab, NLIExample, ReadResult
 from lit_lm.data.finetuning import (
     EncodedSequences,
     NLICollator,
     TaskDataModule,
     TaskFormat,
-    as_file_list,
-    check_max_seq_length,
     encode_pairs,
     log_truncation,
-    task_tokenizer,
 )
-from lit_lm.data.io import file_digest, read_text_lines
+from lit_lm.data.io import file_digest, jsonl_records, read_text_lines
 from lit_lm.data.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
@@ -79,17 +75,7 @@ def read_nli_jsonl(path: str | Path, labels: Sequence[str] | LabelVocab = NLI_LA
     skipped: dict[str, int] = {}
     schema: str | None = None
     schema_line = 0
-    for no, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"malformed JSON ({e.msg} at column {e.colno}); each line must be one JSON object", path, no
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object per line, got {type(obj).__name__}", path, no)
+    for no, obj in jsonl_records(lines, path):
         if schema is None:
             schema = next((name for name, fields in _JSONL_SCHEMAS.items() if fields[0] in obj), None)
             if schema is None:
@@ -250,10 +236,10 @@ def read_nli(
 
 # --------------------------------------------------------------------------------------------------- dataset
 class NLIDataset(Dataset):
-    """Tokenized, formatted sentence pairs; items are collated by :class:`~lit_lm.data.tasks.NLICollator`.
+    """Tokenized, formatted sentence pairs; items are collated by :class:`~lit_lm.data.finetuning.NLICollator`.
 
     Args:
-        encoded: The formatted sequences (from :func:`~lit_lm.data.tasks.encode_pairs`).
+        encoded: The formatted sequences (from :func:`~lit_lm.data.finetuning.encode_pairs`).
         labels: (n,) label ids.
     """
 
@@ -300,8 +286,8 @@ def tokenize_nli(
 class NLIDataModule(TaskDataModule):
     """Sentence-pair classification data (SNLI, MultiNLI, SICK, RTE, ...) for GPT-1 or BERT style fine-tuning.
 
-    The tokenizer is loaded (or trained) in ``__init__``, so ``vocab_size``, ``pad_token_id`` and ``num_labels``
-    are known before ``fit``; files are read and tokenized once, in :meth:`setup`.
+    ``num_labels`` is known at once; the tokenizer (``vocab_size``, ``pad_token_id``) on first use, and the files
+    are read and tokenized once, in :meth:`setup` (:class:`~lit_lm.data.finetuning.TaskDataModule`).
 
     Batches are dicts of ``torch.long`` tensors: ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T),
     ``extract_positions`` (B,) -- the position the classifier reads (``[EXTRACT]`` for decoder, 0 for encoder)
@@ -354,26 +340,12 @@ class NLIDataModule(TaskDataModule):
         lowercase: bool = True,
         cache_dir: str = ".cache/lit_lm",
     ) -> None:
-        super().__init__()
-        self.train_files = as_file_list(train_files)
-        self.val_files = as_file_list(val_files)
-        self.test_files = as_file_list(test_files)
+        super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
+                         batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
+                         cache_dir)  # fmt: skip
         self.label_vocab = LabelVocab(NLI_LABELS if labels is None else labels)
         self.label_names: list[str] = list(self.label_vocab.names)
         self.num_labels: int = len(self.label_vocab)
-        if format not in ("decoder", "encoder"):
-            raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
-        self.format: TaskFormat = format
-        self.start_token = start_token
-        check_max_seq_length(max_seq_length, format, start_token)
-        self.max_seq_length = max_seq_length
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
-        self.group_by_length = group_by_length
-        self.num_workers = num_workers
-        self.seed = seed
-        self.val_fraction = val_fraction
         self.reader: NLIReader = reader
         if self.train_files is None and [n.lower() for n in self.label_names] != list(NLI_LABELS):
             raise DataError(
@@ -381,25 +353,11 @@ class NLIDataModule(TaskDataModule):
                 f"labels={self.label_names} needs train_files with those labels"
             )
         self._read_cache: dict[str, ReadResult[NLIExample]] = {}
-        self._init_splits()
-
-        self.tokenizer: Tokenizer = task_tokenizer(
-            tokenizer,
-            texts=self._tokenizer_texts,
-            key=self._tokenizer_key,
-            vocab_size=vocab_size,
-            lowercase=lowercase,
-            cache_dir=cache_dir,
-        )
-        if format == "decoder":
-            self.tokenizer.require_decoder_tokens()
-        self.vocab_size: int = self.tokenizer.vocab_size
-        self.pad_token_id: int = self.tokenizer.pad_id
 
     # ---------------------------------------------------------------------------------------------- reading
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
-            return [f"builtin-nli-v{BUILTIN_VERSION}"]
+            return [f"builtin-nli-v{BUILTIN_TASKS_VERSION}"]
         return ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
 
     def _paths(self, f: str) -> list[Path]:

@@ -6,8 +6,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lit_lm.data.errors import DataError
 from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.errors import DataError
 
 
 class PromptDataModule(L.LightningDataModule):

@@ -13,13 +13,14 @@ format with it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from lit_lm.data.io import atomic_write
 from lit_lm.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
@@ -57,7 +58,7 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
 class Tokenizer:
     """A WordPiece tokenizer with named special-token ids.
 
-    Build one with :meth:`train`, :meth:`train_from_texts` or :meth:`from_file`.
+    Build one with :meth:`train_from_texts` or :meth:`from_file` (or :mod:`lit_lm.data.tokenizer_training`).
     """
 
     def __init__(self, tokenizer: HFTokenizer, path: str | None = None) -> None:
@@ -84,24 +85,6 @@ class Tokenizer:
         self.extract_id: int | None = vocab.get(EXTRACT)
 
     # ----------------------------------------------------------------------------------------------- building
-    @classmethod
-    def train(
-        cls,
-        files: Sequence[str | Path],
-        vocab_size: int = 30000,
-        lowercase: bool = True,
-        min_frequency: int = 2,
-        limit_alphabet: int = 1000,
-    ) -> Tokenizer:
-        """Train WordPiece on text files (read in parallel by the Rust library)."""
-        paths = [str(f) for f in files]
-        for p in paths:
-            if not Path(p).is_file():
-                raise DataError("tokenizer training file not found", p)
-        tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
-        tk.train(paths, trainer)
-        return cls._finish(tk)
-
     @classmethod
     def train_from_texts(
         cls,
@@ -177,12 +160,9 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write ``tokenizer.json`` atomically (readable by ``tokenizers`` and ``PreTrainedTokenizerFast``)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        self.hf.save(str(tmp))
-        tmp.replace(p)
-        self.path = str(p)
+        with atomic_write(path) as tmp:
+            self.hf.save(str(tmp))
+        self.path = str(path)
 
     # ----------------------------------------------------------------------------------------------- using
     @property
@@ -230,9 +210,6 @@ class Tokenizer:
             if token.startswith(CONTINUATION_PREFIX) and len(token) > len(CONTINUATION_PREFIX):
                 mask[idx] = True
         return mask
-
-    def __iter__(self) -> Iterator[str]:  # pragma: no cover - convenience
-        return iter(self.hf.get_vocab())
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"

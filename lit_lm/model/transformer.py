@@ -108,6 +108,14 @@ class Block(nn.Module):
         return self.ln_2(x + self.drop(self.mlp(x)))
 
 
+def without_full_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``None`` for a host (CPU) mask with no padding, else the mask: without one, attention runs its fastest
+    kernels (flash attention on GPUs). Only host tensors are checked, so this never waits for a device."""
+    if attention_mask is None or attention_mask.device.type != "cpu" or torch.compiler.is_compiling():
+        return attention_mask
+    return None if bool(attention_mask.all()) else attention_mask
+
+
 class Transformer(nn.Module):
     """Embeddings + a stack of blocks (+ final LayerNorm for pre-norm, + pooler if configured).
 
@@ -162,9 +170,7 @@ class Transformer(nn.Module):
         Returns:
             (B, T, n_embd) hidden states.
         """
-        if attention_mask is not None and attention_mask.device.type == "cpu" and not torch.compiler.is_compiling():
-            if bool(attention_mask.all()):  # no padding: skip the mask (a host tensor, so no device sync)
-                attention_mask = None
+        attention_mask = without_full_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         for block in self.h:
             x = block(x, attention_mask)

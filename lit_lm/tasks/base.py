@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from lit_lm import __version__
+from lit_lm._lightning import attached_trainer
 from lit_lm.config import PRESETS, TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model import Transformer, build_backbone
+from lit_lm.model.transformer import without_full_mask
 from lit_lm.serialization import LIT_LM_KEY, read_checkpoint
 from lit_lm.tasks.pretrained import config_from_checkpoint, load_pretrained, merge_config
 
@@ -90,7 +92,7 @@ class LMTask(L.LightningModule):
     def flops_per_token(self, seq_len: int) -> float:
         """Model FLOPs of one training step per token (forward + backward, 6 per weight per token plus
         attention, PaLM appendix B): the backbone's :meth:`~lit_lm.model.Transformer.flops_per_token` plus the
-        heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.ThroughputMonitor` for MFU."""
+        heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.TokenThroughputMonitor` for MFU."""
         return float(self.backbone.flops_per_token(seq_len)) + self.head_flops_per_token(seq_len)
 
     def setup(self, stage: str) -> None:
@@ -100,11 +102,10 @@ class LMTask(L.LightningModule):
         warnings.filterwarnings("ignore", message=noise)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Drop an all-ones ``attention_mask`` while the batch is still on the host (a cheap check, no device
-        sync): without a mask, attention runs its fastest kernels (flash attention on GPUs)."""
-        if isinstance(batch, dict):
-            mask = batch.get("attention_mask")
-            if isinstance(mask, torch.Tensor) and mask.device.type == "cpu" and bool(mask.all()):
+        """Drop an all-ones ``attention_mask`` while the batch is still on the host
+        (:func:`~lit_lm.model.transformer.without_full_mask`), so it never reaches the device."""
+        if isinstance(batch, dict) and isinstance(batch.get("attention_mask"), torch.Tensor):
+            if without_full_mask(batch["attention_mask"]) is None:
                 batch = {k: v for k, v in batch.items() if k != "attention_mask"}
         return batch
 
@@ -132,7 +133,7 @@ class LMTask(L.LightningModule):
         """Build the network from the DataModule's sizes, a resumed checkpoint or ``init_from``."""
         if self.backbone is not None:
             return
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         if datamodule is not None:
             self._resolve_data_settings(datamodule)
@@ -203,7 +204,7 @@ class LMTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, naming the file, a checkpoint whose weights do not fit this network (before Lightning's strict
         ``load_state_dict`` fails with a list of tensor names)."""
-        source = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
+        source = getattr(attached_trainer(self), "ckpt_path", None) or "checkpoint"
         own, theirs = self.state_dict(), checkpoint.get("state_dict", {})
         missing = sorted(k for k in own if k not in theirs)
         unexpected = sorted(k for k in theirs if k not in own)
@@ -221,7 +222,7 @@ class LMTask(L.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        tokenizer = getattr(getattr(self._trainer, "datamodule", None), "tokenizer", None)
+        tokenizer = getattr(getattr(attached_trainer(self), "datamodule", None), "tokenizer", None)
         tok_json = tokenizer.hf.to_str() if hasattr(tokenizer, "hf") else self._tokenizer_json
         checkpoint[LIT_LM_KEY] = {
             "version": __version__,

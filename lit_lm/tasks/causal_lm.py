@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torchmetrics import SumMetric
 
-from lit_lm.config import ConfigError, TransformerConfig
+from lit_lm.config import IGNORE_INDEX, ConfigError, TransformerConfig
 from lit_lm.model import LMHead
 from lit_lm.tasks.base import LMTask
 
@@ -78,7 +78,7 @@ class CausalLM(LMTask):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.val_nll.update(self._nll(batch, reduction="sum"))
-        self.val_tokens.update((batch["labels"] != -100).sum())
+        self.val_tokens.update((batch["labels"] != IGNORE_INDEX).sum())
 
     def on_validation_epoch_end(self) -> None:
         nll, tokens = self.val_nll.compute(), self.val_tokens.compute()  # summed over all ranks

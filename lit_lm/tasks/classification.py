@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lit_lm.config import ConfigError, TransformerConfig
+from lit_lm._lightning import attached_trainer
+from lit_lm.config import IGNORE_INDEX, ConfigError, TransformerConfig
 from lit_lm.model import ClassificationHead, LMHead, MultipleChoiceHead, gather_positions
 from lit_lm.tasks.base import LMTask
 
@@ -37,7 +38,7 @@ class _FineTune(LMTask):
         cross-entropy fused, no logits kept). ``attention_mask`` None means no padding."""
         labels = input_ids[:, 1:]
         if attention_mask is not None:
-            labels = labels.masked_fill(attention_mask[:, 1:] == 0, -100)
+            labels = labels.masked_fill(attention_mask[:, 1:] == 0, IGNORE_INDEX)
         return self.lm_head.loss(hidden[:, :-1], labels)
 
     def head_flops_per_token(self, seq_len: int) -> float:
@@ -55,7 +56,7 @@ class _FineTune(LMTask):
 
     def configure_model(self) -> None:
         super().configure_model()
-        self._check_format(getattr(self._trainer, "datamodule", None) if self._trainer is not None else None)
+        self._check_format(getattr(attached_trainer(self), "datamodule", None))
 
 
 class SequenceClassification(_FineTune):

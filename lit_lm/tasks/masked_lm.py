@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from lit_lm.config import ConfigError, TransformerConfig
+from lit_lm._lightning import attached_trainer
+from lit_lm.config import IGNORE_INDEX, ConfigError, TransformerConfig
 from lit_lm.model import MLMHead, NSPHead
 from lit_lm.tasks.base import LMTask
 
@@ -68,7 +69,7 @@ class MaskedLM(LMTask):
         """
         hidden = self.backbone(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
         labels = batch["labels"]
-        selected = labels != -100
+        selected = labels != IGNORE_INDEX
         mlm_labels = labels[selected]
         mlm_loss, mlm_preds = self.mlm_head.loss(hidden[selected], mlm_labels)  # 0 when nothing is masked
         out = {"mlm_preds": mlm_preds, "mlm_labels": mlm_labels, "mlm_loss": mlm_loss, "loss": mlm_loss}
@@ -83,7 +84,7 @@ class MaskedLM(LMTask):
         """MLM head (dense + tied decoder) at the masked share of the positions (``mlm_probability`` of the
         DataModule, else 0.15); the pooler and NSP classifier once per sequence."""
         config = self.backbone_config
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         share = float(getattr(datamodule, "mlm_probability", 0.15))
         C = config.n_embd
         flops = share * 6.0 * (C * C + C * config.vocab_size)

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from lit_lm.data.builtin_tasks import MC_SIZES, builtin_multiple_choice
-from lit_lm.data.errors import DataError
 from lit_lm.data.examples import MultipleChoiceExample
-from lit_lm.data.finetuning import LengthGroupedSampler, MultipleChoiceCollator
+from lit_lm.data.finetuning import MultipleChoiceCollator
 from lit_lm.data.multiple_choice import (
     MultipleChoiceDataModule,
     read_choices_jsonl,
@@ -23,6 +22,8 @@ from lit_lm.data.multiple_choice import (
     read_story_cloze,
     tokenize_multiple_choice,
 )
+from lit_lm.data.samplers import LengthGroupedSampler
+from lit_lm.errors import DataError
 
 try:
     from .fixtures_tasks import category, oracle, shared_data, shared_file, small_tokenizer, write
@@ -104,9 +105,9 @@ def test_auto_detection(tmp_path: Path) -> None:
     f = write(tmp_path / "c.jsonl", jsonl({"premise": "P.", "choice1": "a", "choice2": "b", "question": "effect",
                                            "label": 1}))  # fmt: skip
     assert read_multiple_choice(f).examples[0].context == "P so"
-    with pytest.raises(DataError, match=r"odd\.jsonl:1: cannot tell the dataset"):
+    with pytest.raises(DataError, match=r"odd\.jsonl:1: cannot tell the reader"):
         read_multiple_choice(write(tmp_path / "odd.jsonl", jsonl({"x": 1})))
-    with pytest.raises(DataError, match=r"data\.dat: cannot tell the dataset.*set dataset"):
+    with pytest.raises(DataError, match=r"data\.dat: cannot tell the reader.*set reader"):
         read_multiple_choice(write(tmp_path / "data.dat", "x"))
 
 
@@ -204,8 +205,9 @@ def test_choice_count_must_agree(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------- datamodule
 def test_datamodule_builtin_end_to_end(tmp_path: Path) -> None:
+    dm = MultipleChoiceDataModule(batch_size=4, cache_dir=str(tmp_path), group_by_length=True)
     with pytest.warns(UserWarning, match="pretraining tokenizer"):
-        dm = MultipleChoiceDataModule(batch_size=4, cache_dir=str(tmp_path), group_by_length=True)
+        dm.prepare_data()
     assert dm.num_choices == 2 and dm.format == "decoder" and dm.pad_token_id == 0 and dm.vocab_size > 7
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -238,10 +240,11 @@ def test_datamodule_generic_files_and_holdout(tmp_path: Path) -> None:
 
 def test_real_copa_in_a_datamodule(tmp_path: Path) -> None:
     train, test = shared_file("copa/balanced-copa-dev-all.xml"), shared_file("copa/test-explained.jsonl")
+    dm = MultipleChoiceDataModule(
+        train_files=[str(train)], test_files=[str(test)], cache_dir=str(tmp_path), vocab_size=2000, batch_size=8
+    )
     with pytest.warns(UserWarning, match="trained on this task's training text"):
-        dm = MultipleChoiceDataModule(
-            train_files=[str(train)], test_files=[str(test)], cache_dir=str(tmp_path), vocab_size=2000, batch_size=8
-        )
+        dm.prepare_data()
     dm.setup("fit")
     dm.setup("test")
     assert dm.stats["train"]["examples"] == 900 and dm.stats["val"]["examples"] == 100

@@ -14,15 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_lm.data.builtin_tasks import NLI_SIZES, builtin_nli
-from lit_lm.data.errors import DataError
 from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, LabelVocab, NLIExample
-from lit_lm.data.finetuning import (
-    LengthGroupedSampler,
-    NLICollator,
-    encode_pairs,
-    holdout_split,
-    truncate_longest_first,
-)
+from lit_lm.data.finetuning import NLICollator, encode_pairs, truncate_longest_first
 from lit_lm.data.nli import (
     NLIDataModule,
     read_nli,
@@ -31,6 +24,9 @@ from lit_lm.data.nli import (
     read_nli_tsv,
     tokenize_nli,
 )
+from lit_lm.data.samplers import LengthGroupedSampler
+from lit_lm.data.splits import holdout_split
+from lit_lm.errors import DataError
 
 try:
     from .fixtures_tasks import oracle, shared_data, shared_file, small_tokenizer, write
@@ -271,8 +267,9 @@ def test_max_seq_length_too_small_names_the_setting(tok_path: str) -> None:
 
 def test_decoder_format_needs_delim_and_extract(tmp_path: Path) -> None:
     vocab = write(tmp_path / "vocab.txt", "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dog"]) + "\n")
+    dm = NLIDataModule(tokenizer=str(vocab), format="decoder")  # construction reads no file
     with pytest.raises(DataError, match=r"vocab\.txt: the GPT-style task format needs \[DELIM\]"):
-        NLIDataModule(tokenizer=str(vocab), format="decoder")
+        dm.prepare_data()
     dm = NLIDataModule(tokenizer=str(vocab), format="encoder")  # BERT vocab: the encoder format works
     assert dm.pad_token_id == 0 and dm.vocab_size == 7
 
@@ -345,11 +342,13 @@ def tok_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_datamodule_builtin_end_to_end(tmp_path: Path) -> None:
+    dm = NLIDataModule(batch_size=8, cache_dir=str(tmp_path))
+    assert not (tmp_path / "tokenizers").exists()  # construction trains nothing: prepare_data does
     with pytest.warns(UserWarning, match="normally passes the pretraining tokenizer"):
-        dm = NLIDataModule(batch_size=8, cache_dir=str(tmp_path))
+        dm.prepare_data()
     assert dm.num_labels == 3 and dm.label_names == list(NLI_LABELS) and dm.format == "decoder"
     assert dm.vocab_size == dm.tokenizer.vocab_size and dm.pad_token_id == 0
-    cached = list((tmp_path / "task_tokenizers").glob("*.json"))
+    cached = list((tmp_path / "tokenizers").glob("wordpiece-*.json"))
     assert len(cached) == 1
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
@@ -363,10 +362,10 @@ def test_datamodule_builtin_end_to_end(tmp_path: Path) -> None:
     dm.setup("test")
     assert len(dm.test_dataloader().dataset) == NLI_SIZES["test"]
     # a second module reuses the cached tokenizer (same ids)
+    again = NLIDataModule(cache_dir=str(tmp_path))
     with pytest.warns(UserWarning):
-        again = NLIDataModule(cache_dir=str(tmp_path))
-    assert again.tokenizer.fingerprint == dm.tokenizer.fingerprint
-    assert list((tmp_path / "task_tokenizers").glob("*.json")) == cached
+        assert again.tokenizer.fingerprint == dm.tokenizer.fingerprint
+    assert list((tmp_path / "tokenizers").glob("wordpiece-*.json")) == cached
 
 
 def test_datamodule_files_holdout_and_determinism(tmp_path: Path, tok_path: str) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lit_lm.data.corpus import tokenizer_main, train_tokenizer
-from lit_lm.data.errors import DataError
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from lit_lm.data.tokenizer_training import train_tokenizer
+from lit_lm.data_commands import tokenizer_main
+from lit_lm.errors import DataError
 
 TEXTS = [
     "The lantern was lit in the harbour. The lantern glowed all night.",
@@ -120,7 +121,7 @@ def test_train_tokenizer_on_gutenberg_reads_like_prepare(shared_data_dir: Path, 
     vocab = tok.hf.get_vocab()
     assert "\ufeff" not in "".join(vocab)
     out = tmp_path / "tok.json"
-    assert tokenizer_main(["--files", str(alice), "--vocab-size", "2000", "--out", str(out)]) == 0
+    assert tokenizer_main(["--files", str(alice), "--vocab_size", "2000", "--out", str(out)]) == 0
     # WordPiece training breaks ties between equal counts in hash-map order, so two trainings can differ in a few
     # rare pieces; the CLI reads the same text, so the frequent words agree.
     cli_tok = Tokenizer.from_file(out)

@@ -1,0 +1,77 @@
+"""Training WordPiece tokenizers on a corpus or on task text, once: cached by inputs and settings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lit_lm.data.corpus import SplitMode, split_corpus
+from lit_lm.data.io import digest, file_identities
+from lit_lm.data.text import DocSplit, read_corpus, resolve_files
+from lit_lm.data.tokenizer import Tokenizer
+
+__all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+def train_tokenizer(
+    files: str | Path | Iterable[str | Path],
+    vocab_size: int = 30000,
+    lowercase: bool = True,
+    min_frequency: int = 2,
+    *,
+    text_field: str = "text",
+    strip_gutenberg: bool = True,
+    split: SplitMode | None = None,
+    val_fraction: float = 0.05,
+    val_docs: int | None = None,
+    seed: int = 42,
+    doc_split: DocSplit = "blank_line",
+) -> Tokenizer:
+    """Train a WordPiece tokenizer on the documents of ``files``, read as :func:`prepare_corpus` reads them.
+
+    With ``split`` set, only the train part of that split (same arguments as :func:`prepare_corpus`) is used,
+    so validation text stays unseen.
+    """
+    corpus = read_corpus(files, text_field, doc_split, "punct", strip_gutenberg)
+    if split is None:
+        docs = [d.sentences for d in corpus.documents()]
+    else:
+        docs = split_corpus(corpus, split, val_fraction, val_docs, seed)["train"].docs
+    return Tokenizer.train_from_texts(
+        (" ".join(d) for d in docs), vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency
+    )
+
+
+def cached_tokenizer(
+    files: str | Path | Iterable[str | Path],
+    cache_dir: str | Path,
+    vocab_size: int = 30000,
+    lowercase: bool = True,
+    min_frequency: int = 2,
+    **split_settings: Any,
+) -> Tokenizer:
+    """:func:`train_tokenizer`, cached by :func:`train_once` (key: input file identities and all settings)."""
+    paths = resolve_files(files)
+    key = {"inputs": file_identities(paths), "vocab_size": vocab_size, "lowercase": lowercase,
+           "min_frequency": min_frequency, "split": split_settings}  # fmt: skip
+    return train_once(key, cache_dir, lambda: train_tokenizer(paths, vocab_size, lowercase, min_frequency,
+                                                              **split_settings))  # fmt: skip
+
+
+def train_once(key: dict[str, Any], cache_dir: str | Path, train: Callable[[], Tokenizer]) -> Tokenizer:
+    """The tokenizer cached as ``<cache_dir>/tokenizers/wordpiece-<digest of key>.json``, trained by ``train()``
+    (and written atomically, so concurrent DDP ranks never read half a file) when it is not there yet."""
+    path = Path(cache_dir) / "tokenizers" / f"wordpiece-{digest({'v': FORMAT_VERSION, **key})}.json"
+    if path.is_file():
+        return Tokenizer.from_file(path)
+    t0 = time.perf_counter()
+    tok = train()
+    tok.save(path)
+    log.info("trained tokenizer (vocab %d) in %.1fs -> %s", tok.vocab_size, time.perf_counter() - t0, path)
+    return tok
