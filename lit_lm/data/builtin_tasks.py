@@ -32,9 +32,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 from lit_lm.data.examples import MultipleChoiceExample, NLIExample
+from lit_lm.errors import DataError
+
+E = TypeVar("E")
 
 BUILTIN_TASKS_VERSION = 1
 """Bumped whenever the generated data change (it keys the task-tokenizer cache)."""
@@ -259,6 +262,22 @@ def _hypothesis(rng: random.Random, p: Scene, target: int) -> Scene | None:
     return h
 
 
+
+def _cut(pool: list[E], sizes: dict[str, int]) -> dict[str, tuple[E, ...]]:
+    """Consecutive slices of ``pool``: the first ``sizes["train"]`` examples are train, then val, then test."""
+    out, start = {}, 0
+    for split, n in sizes.items():
+        out[split] = tuple(pool[start : start + n])
+        start += n
+    return out
+
+
+def _split(pools: dict[str, tuple[E, ...]], split: str) -> list[E]:
+    if split not in pools:
+        raise DataError(f"split must be one of {list(pools)}, got {split!r}")
+    return list(pools[split])
+
+
 @lru_cache(maxsize=1)
 def _nli_pool() -> dict[str, tuple[NLIExample, ...]]:
     rng = random.Random(20240601)
@@ -284,18 +303,12 @@ def _nli_pool() -> dict[str, tuple[NLIExample, ...]]:
         counts[target] += 1
         pool.append(NLIExample(pair[0], pair[1], target))
     rng.shuffle(pool)
-    out, start = {}, 0
-    for split, n in NLI_SIZES.items():
-        out[split] = tuple(pool[start : start + n])
-        start += n
-    return out
+    return _cut(pool, NLI_SIZES)
 
 
 def builtin_nli(split: Split = "train") -> list[NLIExample]:
     """The built-in 3-way NLI split (labels: entailment=0, neutral=1, contradiction=2); see the module doc."""
-    if split not in NLI_SIZES:
-        raise ValueError(f"split must be one of {list(NLI_SIZES)}, got {split!r}")
-    return list(_nli_pool()[split])
+    return _split(_nli_pool(), split)
 
 
 @lru_cache(maxsize=1)
@@ -319,15 +332,9 @@ def _mc_pool() -> dict[str, tuple[MultipleChoiceExample, ...]]:
             continue
         seen.add(key)
         pool.append(MultipleChoiceExample(context, choices, label))
-    out, start = {}, 0
-    for split, n in MC_SIZES.items():
-        out[split] = tuple(pool[start : start + n])
-        start += n
-    return out
+    return _cut(pool, MC_SIZES)
 
 
 def builtin_multiple_choice(split: Split = "train") -> list[MultipleChoiceExample]:
     """The built-in 2-choice split: a two-sentence scene, one entailed and one contradicted ending."""
-    if split not in MC_SIZES:
-        raise ValueError(f"split must be one of {list(MC_SIZES)}, got {split!r}")
-    return list(_mc_pool()[split])
+    return _split(_mc_pool(), split)

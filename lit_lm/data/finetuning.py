@@ -363,16 +363,6 @@ class TaskDataModule(ResumableDataModule):
             tok.require_decoder_tokens()
         return tok
 
-    @property
-    def vocab_size(self) -> int:
-        """Size of the tokenizer's vocabulary (the model's embedding rows)."""
-        return self.tokenizer.vocab_size
-
-    @property
-    def pad_token_id(self) -> int:
-        """Id of ``[PAD]``."""
-        return self.tokenizer.pad_id
-
     def prepare_data(self) -> None:
         """Load the tokenizer, or train and cache it (on one process; the others then read the cache)."""
         self.tokenizer  # noqa: B018

@@ -86,16 +86,6 @@ class PretrainingDataModule(ResumableDataModule):
             text_field=self.text_field, split=self.split, val_fraction=self.val_fraction, seed=self.seed,
         )  # fmt: skip
 
-    @property
-    def vocab_size(self) -> int:
-        """Size of the tokenizer's vocabulary (the model's embedding rows)."""
-        return self.tokenizer.vocab_size
-
-    @property
-    def pad_token_id(self) -> int:
-        """Id of ``[PAD]``."""
-        return self.tokenizer.pad_id
-
     def _prepare(self) -> PreparedCorpus:
         return prepare_corpus(
             self.files, self.tokenizer, self.cache_dir / "corpus", split=self.split, val_fraction=self.val_fraction,

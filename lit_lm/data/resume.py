@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 
 from lit_lm.data.samplers import ResumableSampler
+from lit_lm.data.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,24 @@ log = logging.getLogger(__name__)
 
 class ResumableDataModule(L.LightningDataModule):
     """A DataModule whose training sampler (``self.train_sampler``, a :class:`ResumableSampler` with ``set_epoch``)
-    continues mid-epoch after a resume. Subclasses set ``batch_size`` and ``seed``, create ``train_sampler`` in
-    ``train_dataloader`` and call :meth:`_apply_resume` on it there."""
+    continues mid-epoch after a resume; the base of every lit_lm DataModule that trains. Subclasses set
+    ``batch_size``, ``seed`` and ``tokenizer`` (``vocab_size`` and ``pad_token_id`` follow from it), create
+    ``train_sampler`` in ``train_dataloader`` and call :meth:`_apply_resume` on it there."""
 
     batch_size: int
     seed: int
+    tokenizer: Tokenizer
     _resume_state: dict[str, Any] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the tokenizer's vocabulary (the model's embedding rows)."""
+        return self.tokenizer.vocab_size
+
+    @property
+    def pad_token_id(self) -> int:
+        """Id of ``[PAD]``."""
+        return self.tokenizer.pad_id
 
     def state_dict(self) -> dict[str, Any]:
         """Where training stands in the data, for the checkpoint: the epoch and how many of its training batches
