@@ -134,7 +134,9 @@ class LitLMCLI(LightningCLI):
         for a bad or unsafe file instead of an unpickling traceback that advises ``weights_only=False``)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
+        if not ckpt_path or not Path(ckpt_path).is_file():  # "last", "best", registry:..., remote: Lightning's
+            if ckpt_path and not Path(ckpt_path).exists() and Path(ckpt_path).suffix == ".ckpt":
+                raise CheckpointError(f"{ckpt_path}: checkpoint file not found")
             return
         hparams = dict(serialization.read_checkpoint(ckpt_path).get("hyper_parameters") or {})
         hparams.pop(HPARAMS_INSTANTIATOR_KEY, None)

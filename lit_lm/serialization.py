@@ -18,6 +18,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +37,29 @@ TRUST_HINT = (
     "(in Python: `with lit_lm.trust_checkpoints(): ...`), which lets the file run code"
 )
 
-_trusted = False
+# A context variable, not a global: an opt-in in one thread (or asyncio task) does not reach a load in another.
+_trusted: ContextVar[bool] = ContextVar("lit_lm_trust_checkpoints", default=False)
 
 
 def checkpoints_trusted() -> bool:
-    """Whether the user opted in to unpickling arbitrary objects (:func:`trust_checkpoints`)."""
-    return _trusted
+    """Whether the user opted in to unpickling arbitrary objects (:func:`trust_checkpoints`) in this context."""
+    return _trusted.get()
 
 
 @contextmanager
 def trust_checkpoints(enabled: bool = True) -> Iterator[None]:
-    """Within this block, checkpoint files are read with ``torch.load(weights_only=False)``: they may run code.
+    """Within this block (this thread or task only), checkpoint files are read with
+    ``torch.load(weights_only=False)``: they may run code.
 
-    Use it only for files whose origin you trust. Nesting restores the previous setting on exit.
+    Use it only for files whose origin you trust. Nesting restores the previous setting on exit. Processes started
+    by ``spawn`` (``strategy: ddp_spawn``) do not inherit it; the default ``ddp`` strategy re-runs the command line,
+    so ``--trust_checkpoint true`` reaches every rank.
     """
-    global _trusted
-    previous, _trusted = _trusted, bool(enabled)
+    token = _trusted.set(bool(enabled))
     try:
         yield
     finally:
-        _trusted = previous
+        _trusted.reset(token)
 
 
 def _first_sentence(e: BaseException) -> str:
@@ -96,8 +100,12 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", trust: bool | No
         return torch.load(p, map_location="cpu", weights_only=not trusted, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:
         name = _refused_global(e)
-        if name is None:  # not a refusal: bytes that are no pickle torch could read
-            raise CheckpointError(f"{p}: not a readable {what} (corrupt, or not written by torch.save)") from None
+        if name is None:  # random bytes, or a pickle that uses what a safe load does not read
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+            stopped = f"; the safe load stopped at: {detail.group(1).strip()}" if detail else ""
+            raise CheckpointError(
+                f"{p}: not a readable {what} (corrupt, or not written by torch.save{stopped}); {TRUST_HINT}"
+            ) from None
         raise CheckpointError(
             f"{p}: refused to load: the file refers to the Python object {name}, and rebuilding it could run "
             f"code, so a safe load (weights_only) stops (lit_lm's own checkpoints hold only tensors and plain "

@@ -374,14 +374,19 @@ def test_atomic_save_replaces_the_file_only_when_complete(tmp_path: Path) -> Non
     assert io.load_checkpoint(path)["global_step"] == 1  # the previous checkpoint, intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left
 
-    stale = path.parent / ".last.ckpt.99999999.deadbeef.tmp"  # what a process killed during a write leaves
-    stale.write_bytes(b"partial")
-    other = path.parent / ".best.ckpt.99999999.deadbeef.tmp"
-    other.write_bytes(b"partial")
+    from lit_lm.data.io import _host
+
+    host = _host()
+    stale = path.parent / f".last.ckpt.{host}.99999999.deadbeef.tmp"  # what a process killed during a write leaves
+    other = path.parent / f".best.ckpt.{host}.99999999.deadbeef.tmp"
+    similar = path.parent / f".last.ckpt.json.{host}.99999999.deadbeef.tmp"  # another target's name starts alike
+    remote = path.parent / ".last.ckpt.another-node.99999999.deadbeef.tmp"  # a writer on another host sharing the dir
+    for leftover in (stale, other, similar, remote):
+        leftover.write_bytes(b"partial")
     io.save_checkpoint(_state(3), path)
     assert io.load_checkpoint(path)["global_step"] == 3
-    assert not stale.exists() and other.exists()  # only the same file's leftovers are cleaned up
-    in_flight = path.parent / f".last.ckpt.{os.getppid()}.cafe0000.tmp"  # a running writer's file is kept
+    assert not stale.exists() and other.exists() and similar.exists() and remote.exists()  # only ours, dead, here
+    in_flight = path.parent / f".last.ckpt.{host}.{os.getppid()}.cafe0000.tmp"  # a running writer's file is kept
     in_flight.write_bytes(b"partial")
     io.save_checkpoint(_state(4), path)
     assert in_flight.exists()
@@ -456,8 +461,8 @@ def test_samplers_skip_the_consumed_part_of_one_epoch_once(cache: Path) -> None:
 @pytest.mark.parametrize("world", [2, 3])
 def test_ddp_shards_continue_where_each_rank_stopped(world: int) -> None:
     """Each rank takes every ``world``-th item of the epoch's order: after ``resume_from(epoch,
-    batches * batch_size * world, rotate=True)`` every rank's shard is the rest of its own shard of the
-    uninterrupted epoch (padding included)."""
+    batches * batch_size * world)`` every rank's shard is the rest of its own shard of the uninterrupted epoch
+    (padding included), nothing twice."""
     from lit_lm.data.causal_lm import WindowSampler
 
     batch_size, batches = 4, 3
@@ -465,13 +470,12 @@ def test_ddp_shards_continue_where_each_rank_stopped(world: int) -> None:
     def shard(rank: int, resumed: bool) -> list[int]:
         sampler = WindowSampler(1_000, 16, "random", num_samples=61, seed=0, num_replicas=world, rank=rank)  # 61: pad
         if resumed:
-            sampler.resume_from(5, batches * batch_size * world, rotate=True)
+            sampler.resume_from(5, batches * batch_size * world)
         sampler.set_epoch(5)
         return list(sampler)
 
     for rank in range(world):
-        rest = shard(rank, False)[batches * batch_size :]
-        assert shard(rank, True)[: len(rest)] == rest
+        assert shard(rank, True) == shard(rank, False)[batches * batch_size :]  # exactly the rest: nothing twice
 
 
 def _finetuning_samplers(**ranks: int) -> list:
@@ -500,7 +504,7 @@ def test_finetuning_samplers_skip_the_consumed_part_of_one_epoch_once() -> None:
 @pytest.mark.parametrize("world", [2, 3])
 def test_finetuning_samplers_shard_themselves_and_each_rank_continues_its_shard(world: int) -> None:
     """Lightning leaves a ``DistributedSampler`` in place (its ``DistributedSamplerWrapper`` would shuffle the list
-    once more); after ``resume_from(epoch, batches * batch_size * world, rotate=True)``, as the DataModule calls it
+    once more); after ``resume_from(epoch, batches * batch_size * world)``, as the DataModule calls it
     under DDP, every rank's shard is the rest of its own shard of the uninterrupted epoch (padding included)."""
     from torch.utils.data import DistributedSampler
 
@@ -512,16 +516,15 @@ def test_finetuning_samplers_shard_themselves_and_each_rank_continues_its_shard(
             for i, sampler in enumerate(_finetuning_samplers(num_replicas=world, rank=rank)):
                 assert isinstance(sampler, DistributedSampler)
                 if resumed:
-                    sampler.resume_from(5, batches * batch_size * world, rotate=True)
+                    sampler.resume_from(5, batches * batch_size * world)
                 sampler.set_epoch(5)
                 out[i].append(list(sampler))
         return out
 
     for full, resumed in zip(shards(False), shards(True), strict=True):
-        assert set().union(*full) == set(range(203)) and all(len(s) == -(-203 // world) for s in full + resumed)
+        assert set().union(*full) == set(range(203)) and all(len(s) == -(-203 // world) for s in full)
         for rank in range(world):
-            rest = full[rank][batches * batch_size :]
-            assert resumed[rank][: len(rest)] == rest
+            assert resumed[rank] == full[rank][batches * batch_size :]  # exactly the rest: nothing twice
 
 
 def test_task_datamodules_continue_an_epoch_from_their_state(task_cache: Path) -> None:

@@ -2,8 +2,8 @@
 which every token is predicted once, and :class:`CausalLMDataModule`.
 
 Randomness: every random choice derives from ``seed`` and the epoch (train) or from ``seed`` alone (validation),
-never from global state, so a run is reproducible with any ``num_workers`` and under DDP (Lightning shards the
-custom samplers with its ``DistributedSamplerWrapper`` and forwards ``set_epoch`` to them). Resuming mid-epoch
+never from global state, so a run is reproducible with any ``num_workers`` and under DDP (the training samplers
+shard themselves over the ranks: :class:`lit_lm.data.samplers.ShardedSampler`). Resuming mid-epoch
 (exactly, also under DDP): :mod:`lit_lm.data.resume`.
 """
 

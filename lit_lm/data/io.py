@@ -14,7 +14,9 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -93,9 +95,13 @@ def jsonl_records(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int,
 
 # --------------------------------------------------------------------------------------------------- writing
 def temporary_path(target: Path) -> Path:
-    """``.<name>.<pid>.<random>.tmp`` beside ``target``: unique per writer, so concurrent writers (DDP ranks,
-    parallel jobs) never share one, and hidden from globs such as ``*.json``."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    """``.<name>.<host>.<pid>.<random>.tmp`` beside ``target``: unique per writer, so concurrent writers (DDP ranks,
+    jobs on other nodes sharing the directory) never share one, and hidden from globs such as ``*.json``."""
+    return target.with_name(f".{target.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -112,13 +118,25 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _fsync_tree(path: Path) -> None:
+    """fsync a written file, or every file of a written directory and the directory itself."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        with open(file, "rb+") as f:  # a writable handle: fsync on a read-only one fails on Windows
+            os.fsync(f.fileno())
+    if path.is_dir():
+        fsync_dir(path)
+
+
 def remove_stale_temporaries(target: Path) -> None:
-    """Delete the :func:`temporary_path` files of ``target`` that writers killed mid-write left behind (their
-    process no longer runs); a running writer's file is kept."""
+    """Delete the :func:`temporary_path` leftovers of ``target`` written on this host by processes that no longer
+    run (killed mid-write). Files of running writers, of this process and of other hosts are kept."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp$")
     for p in target.parent.glob(f"{glob.escape(f'.{target.name}.')}*{TMP_SUFFIX}"):
-        pid = p.name[len(target.name) + 2 :].split(".")[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _process_exists(int(pid)):
-            _remove(p)
+        m = pattern.match(p.name)
+        if m is None or m["host"] != _host() or int(m["pid"]) == os.getpid() or _process_exists(int(m["pid"])):
+            continue
+        _remove(p)
 
 
 def _process_exists(pid: int) -> bool:
@@ -141,12 +159,14 @@ def _remove(path: Path) -> None:
 @contextmanager
 def atomic_write(target: str | Path) -> Iterator[Path]:
     """Write ``target`` (a file or a directory) all at once: yields a temporary path beside it to write to; when
-    the block ends, that path is renamed over ``target`` (:func:`os.replace`, atomic on POSIX file systems) and the
-    directory is fsynced. If the block raises, the temporary path is removed and ``target`` is left as it was.
+    the block ends, what was written is fsynced, renamed over ``target`` (:func:`os.replace`, atomic on POSIX file
+    systems) and the directory fsynced. If the block raises, the temporary path is removed and ``target`` is left
+    as it was.
 
     A reader therefore sees the old complete file or the new complete one, never a half-written one, and what a
-    writer killed mid-write left behind is removed by the next write of the same target. For a directory target,
-    an existing ``target`` (another writer was first) is kept and the new copy discarded.
+    writer killed mid-write left behind is removed by the next write of the same target on the same host. For a
+    directory target, an existing ``target`` (another writer was first, with the same content) is kept and the new
+    copy discarded.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,13 +174,16 @@ def atomic_write(target: str | Path) -> Iterator[Path]:
     tmp = temporary_path(target)
     try:
         yield tmp
-        if tmp.is_file():
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+        _fsync_tree(tmp)
         if tmp.is_dir() and target.is_dir():
-            _remove(tmp)  # another writer finished first; its copy has the same content
+            _remove(tmp)  # another writer finished first
         else:
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not (tmp.is_dir() and target.is_dir()):
+                    raise
+                _remove(tmp)  # another writer renamed its directory in between
     except BaseException:
         _remove(tmp)
         raise

@@ -395,6 +395,8 @@ class MultipleChoiceDataModule(TaskDataModule):
         dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,
     ) -> None:
         if dataset is not None:
+            if reader not in ("auto", dataset):
+                raise DataError(f"reader={reader!r} and its deprecated name dataset={dataset!r} disagree; set reader")
             warnings.warn("MultipleChoiceDataModule(dataset=...) is deprecated; use reader=...", FutureWarning,
                           stacklevel=2)  # fmt: skip
             reader = dataset

@@ -9,8 +9,8 @@ The DataModules themselves: :class:`lit_lm.data.causal_lm.CausalLMDataModule` (G
     trainer.fit(model, dm)                                       # corpus prepared (and cached) in prepare_data()
 
 Randomness: every random choice derives from ``seed`` and the epoch (train) or from ``seed`` alone (validation),
-never from global state, so a run is reproducible with any ``num_workers`` and under DDP (Lightning shards the
-custom samplers with its ``DistributedSamplerWrapper`` and forwards ``set_epoch`` to them). Resuming mid-epoch
+never from global state, so a run is reproducible with any ``num_workers`` and under DDP (the training samplers
+shard themselves over the ranks: :class:`lit_lm.data.samplers.ShardedSampler`). Resuming mid-epoch
 (exactly, also under DDP): :mod:`lit_lm.data.resume`.
 """
 

@@ -96,7 +96,7 @@ class ResumableDataModule(L.LightningDataModule):
                 epoch,
             )  # fmt: skip
         consumed = batches * saved_bs * world  # all ranks together; rank r took every world-th example
-        sampler.resume_from(epoch, consumed, rotate=world > 1)
+        sampler.resume_from(epoch, consumed)
         if batches:
             log.info("resuming epoch %d after its first %d batches (%d examples)", epoch, batches, consumed)
             # Lightning warns that a plain DataLoader cannot resume mid-epoch; this DataModule does it itself.

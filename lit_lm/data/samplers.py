@@ -23,30 +23,28 @@ class ResumableSampler:
     """Continues one epoch after the examples a resumed run had already trained on (once)."""
 
     epoch: int
-    _resume: tuple[int, int, bool] | None = None
+    _resume: tuple[int, int] | None = None
 
-    def resume_from(self, epoch: int, num_examples: int, rotate: bool = False) -> None:
-        """Continue in ``epoch`` after its first ``num_examples`` examples: the next iteration over that epoch
-        leaves them out (later iterations, and an iteration over another epoch, do not).
+    def resume_from(self, epoch: int, num_examples: int) -> None:
+        """Continue in ``epoch`` after the first ``num_examples`` items of its order: the next iteration over that
+        epoch leaves them out (later iterations, and an iteration over another epoch, do not).
 
-        With ``rotate`` they are moved to the end instead, so the epoch keeps its length: under DDP, where the
-        (fixed-length) list is dealt round-robin to the ranks (:class:`ShardedSampler`; Lightning's
-        ``DistributedSamplerWrapper`` only with ``shuffle=False``, while Lightning wraps training samplers with
-        ``shuffle=True``), after a rotation by ``batches * batch_size * world_size`` every rank continues exactly
-        where its own shard stopped (the trainer ends the epoch before the moved examples come round).
+        Under DDP ``num_examples`` counts all ranks (``batches * batch_size * world_size``, a multiple of the world
+        size), so after dropping them every rank's share (:class:`ShardedSampler`: items ``r, r + W, ...``) is exactly
+        the rest of its own shard, and each rank yields as many batches as the trainer still expects.
         """
         self.epoch = epoch
-        self._resume = (epoch, num_examples, rotate)
+        self._resume = (epoch, num_examples)
 
     def _resumed(self, order: np.ndarray) -> np.ndarray:
-        """``order`` (this epoch's examples) after a pending :meth:`resume_from`, which is used up."""
+        """``order`` (this epoch's items over all ranks) after a pending :meth:`resume_from`, which is used up."""
         if self._resume is None:
             return order
-        epoch, n, rotate = self._resume
+        epoch, n = self._resume
         self._resume = None
         if epoch != self.epoch or n <= 0:
             return order
-        return np.concatenate([order[n:], order[:n]]) if rotate else order[n:]
+        return order[n:]
 
 
 class ShardedSampler(ResumableSampler, DistributedSampler):
@@ -115,7 +113,6 @@ class ShardedSampler(ResumableSampler, DistributedSampler):
 
     def shard(self) -> np.ndarray:
         """This rank's items of the epoch (after a pending :meth:`resume_from`, which is used up)."""
-        # resuming under DDP rotates the global order by whole rounds, so each rank's shard continues where it stopped
         return self._resumed(self.global_order())[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning as L
@@ -201,11 +202,17 @@ class LMTask(L.LightningModule):
         self.load_state_dict({**backbone, **heads}, strict=False)
 
     # ------------------------------------------------------------------------------------ checkpoints
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, naming the file, a checkpoint whose weights do not fit this network (before Lightning's strict
-        ``load_state_dict`` fails with a list of tensor names)."""
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; a strict load of weights that do not fit this network is refused with one
+        :class:`CheckpointError` naming the file (instead of torch's list of tensor names). A non-strict load
+        (``strict=False``, ``strict_loading = False``) is left to torch."""
+        if strict:
+            self._check_weights_fit(state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _check_weights_fit(self, theirs: Mapping[str, Any]) -> None:
         source = getattr(attached_trainer(self), "ckpt_path", None) or "checkpoint"
-        own, theirs = self.state_dict(), checkpoint.get("state_dict", {})
+        own = self.state_dict()
         missing = sorted(k for k in own if k not in theirs)
         unexpected = sorted(k for k in theirs if k not in own)
         shapes = [

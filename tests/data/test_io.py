@@ -42,6 +42,24 @@ def test_temporary_paths_are_unique_per_writer(tmp_path: Path) -> None:
     assert a != b and f".{os.getpid()}." in a.name
 
 
+def test_a_directory_writer_that_loses_the_race_keeps_the_winners_copy(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "corpus"
+    real_replace = os.replace
+
+    def racing_replace(src, dst):  # the other writer renames its copy just before ours
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "meta.json").write_text("winner")
+        real_replace(tmp_path / "other", dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    with atomic_write(target) as tmp:
+        tmp.mkdir()
+        (tmp / "meta.json").write_text("loser")
+    assert (target / "meta.json").read_text() == "winner"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+
+
 def test_decode_utf8_drops_a_bom_and_names_a_bad_byte() -> None:
     assert decode_utf8(b"\xef\xbb\xbfhi", "f.txt") == "hi"
     with pytest.raises(DataError, match=r"f.txt:2: not valid UTF-8: byte 0xff at column 3"):
