@@ -6,6 +6,7 @@
     python -m lit_lm fit --config ... --checkpoint_every_n_steps 500 --checkpoint_every_n_minutes 30
     python -m lit_lm tokenizer --files corpus/ --vocab_size 30000 --out tok.json
     python -m lit_lm prepare --files corpus/ --tokenizer tok.json --out_dir data/prepared
+    python -m lit_lm export --ckpt_path runs/x/checkpoints/best.ckpt --out hf/x
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lit_lm.tasks import LMTask
 _EXTRA_COMMANDS = {
     "tokenizer": "train a WordPiece tokenizer: python -m lit_lm tokenizer --help",
     "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
+    "export": "write a checkpoint as a Hugging Face directory: python -m lit_lm export --help",
 }
 
 
@@ -295,10 +297,11 @@ def main(argv: list[str] | None = None) -> None:
     explicit = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _EXTRA_COMMANDS:
-        from lit_lm import data_commands
+        from lit_lm import data_commands, export
 
-        command = data_commands.tokenizer_main if argv[0] == "tokenizer" else data_commands.prepare_main
-        raise SystemExit(command(argv[1:]))
+        commands = {"tokenizer": data_commands.tokenizer_main, "prepare": data_commands.prepare_main,
+                    "export": export.export_main}  # fmt: skip
+        raise SystemExit(commands[argv[0]](argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("Data commands:\n" + "\n".join(f"  {k:10s} {v}" for k, v in _EXTRA_COMMANDS.items()) + "\n")

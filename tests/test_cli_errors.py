@@ -84,7 +84,9 @@ def _hf_dir(kind: str, directory: Path, marker: Path, pretrained: dict[str, Path
 
 
 KINDS = ["malicious", "missing", "empty", "truncated", "random", "wrong_architecture"]
-ENTRY_POINTS = ["init_from", "tokenizer", "fit", "validate", "test", "predict", "hf_pytorch_model_bin", "prepare"]
+ENTRY_POINTS = [
+    "init_from", "tokenizer", "fit", "validate", "test", "predict", "hf_pytorch_model_bin", "prepare", "export",
+]
 EXPECTED = {
     "malicious": r"refused to load: the file refers to the Python object .*--trust_checkpoint true",
     "missing": r"not found|no model.safetensors",
@@ -101,6 +103,7 @@ WRONG_ARCHITECTURE = {
     "predict": r"written by a lit_lm.tasks.MaskedLM run",
     "hf_pytorch_model_bin": r"hf_wrong_architecture: checkpoint does not match the architecture in its config.json",
     "prepare": r"checkpoint carries no lit_lm tokenizer",
+    "export": r"not written by a lit_lm task",
 }
 
 
@@ -128,7 +131,7 @@ def test_bad_files_give_one_clear_line_and_never_run_code(entry, kind, tmp_path,
             vocab[first], vocab[second] = vocab[second], vocab[first]
             bad = tmp_path / "other_tokenizer.json"
             bad.write_text(json.dumps(tok))
-        if entry == "prepare":  # a Lightning checkpoint that lit_lm did not write
+        if entry in ("prepare", "export"):  # a Lightning checkpoint that lit_lm did not write
             bad = tmp_path / "foreign.ckpt"
             torch.save({"state_dict": {"w": torch.zeros(2)}}, bad)
     elif entry != "hf_pytorch_model_bin":
@@ -151,6 +154,7 @@ def test_bad_files_give_one_clear_line_and_never_run_code(entry, kind, tmp_path,
                                  "--data.tokenizer", bert, *run],
         "prepare": ["prepare", "--files", str(ROOT / "README.md"), "--tokenizer", bad, "--out_dir", str(tmp_path / "p"),
                     "--progress", "false"],
+        "export": ["export", "--ckpt_path", bad, "--out", str(tmp_path / "hf")],
     }[entry]  # fmt: skip
     line = run_cli(capsys, *args)
     assert not marker.exists(), "the checkpoint's payload ran"

@@ -123,7 +123,10 @@ def config_from_hf(hf: Mapping, **overrides) -> tuple[TransformerConfig, str]:
 def config_to_hf(config: TransformerConfig) -> dict:
     """The Hugging Face ``config.json`` dict for a lit_lm config (BertForPreTraining / OpenAIGPTLMHeadModel)."""
     if config.norm_position != "post":
-        raise CheckpointError("only post-LayerNorm models have a Hugging Face BERT / OpenAI GPT equivalent")
+        raise CheckpointError(
+            f"norm_position={config.norm_position!r} has no Hugging Face BERT / OpenAI GPT equivalent (both put "
+            "LayerNorm after each sublayer, norm_position='post')"
+        )
     if not config.tie_word_embeddings:
         raise CheckpointError("Hugging Face BERT / OpenAI GPT tie the output projection to the token embedding")
     if not config.causal:

@@ -1,0 +1,70 @@
+"""``python -m lit_lm export``: transformers loads the directory, tokenizes to the same ids, computes the same
+logits, runs its pipelines; importing it back with ``init_from`` gives the same weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lit_lm.cli import main
+from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.serialization import read_checkpoint
+from lit_lm.tasks import CausalLM, MaskedLM
+from lit_lm.tasks.pretrained import load_pretrained
+
+transformers = pytest.importorskip("transformers")
+
+TEXT = "The old sailor walked to the harbour, and the dog followed him."
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretrained, tmp_path, capsys):
+    ckpt, out = pretrained[family], tmp_path / "hf"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(ckpt), "--out", str(out)])
+    assert exit_info.value.code == 0
+    assert "exported" in capsys.readouterr().out
+    expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "vocab.txt"}  # fmt: skip
+    assert expected <= {p.name for p in out.iterdir()}
+
+    ours = Tokenizer.from_file(ckpt)
+    theirs = transformers.AutoTokenizer.from_pretrained(out)
+    assert theirs(TEXT, add_special_tokens=False)["input_ids"] == ours.encode(TEXT)
+    assert theirs(TEXT)["input_ids"] == ours.encode(TEXT, add_special_tokens=True)
+
+    task = (MaskedLM if family == "bert" else CausalLM).load_from_checkpoint(ckpt, map_location="cpu").eval()
+    ids = torch.tensor([ours.encode(TEXT, add_special_tokens=family == "bert")])
+    auto = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
+    model = auto.from_pretrained(out).eval()
+    with torch.no_grad():
+        hidden = task.backbone(ids)
+        logits = task.mlm_head(hidden) if family == "bert" else task.lm_head(hidden)
+        torch.testing.assert_close(model(ids).logits, logits, rtol=1e-4, atol=1e-4)
+
+    if family == "bert":
+        filled = transformers.pipeline("fill-mask", str(out))("the old [MASK] walked.")
+        assert len(filled) == 5 and all("sequence" in f for f in filled)
+    else:
+        generated = transformers.pipeline("text-generation", str(out))("the old sailor", max_new_tokens=4)
+        assert generated[0]["generated_text"].startswith("the old sailor")
+
+    back = load_pretrained(out)  # model.init_from: <dir>
+    saved = read_checkpoint(ckpt)["state_dict"]
+    for key, value in back.state_dict.items():
+        if key.startswith("backbone."):
+            torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
+    assert sum(k.startswith("backbone.") for k in back.state_dict) == sum(k.startswith("backbone.") for k in saved)
+
+
+def test_export_names_what_has_no_hugging_face_equivalent(pretrained, tmp_path, capsys):
+    ckpt = read_checkpoint(pretrained["gpt"])
+    ckpt["lit_lm"]["config"]["norm_position"] = "pre"
+    pre_ln = tmp_path / "pre_ln.ckpt"
+    torch.save(ckpt, pre_ln)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(pre_ln), "--out", str(tmp_path / "hf")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "pre_ln.ckpt: cannot be exported to Hugging Face" in err and "norm_position" in err
+    assert "Traceback" not in err
