@@ -20,6 +20,7 @@ from lit_lm.config import IGNORE_INDEX
 from lit_lm.data.corpus import PreparedCorpus
 from lit_lm.data.pretraining import PretrainingDataModule
 from lit_lm.data.samplers import ShardedSampler
+from lit_lm.data.tokenizer import TokenizerKind
 from lit_lm.errors import DataError
 
 __all__ = ["CausalLMDataModule", "CausalValDataset", "CausalWindowDataset", "WindowSampler"]
@@ -141,6 +142,8 @@ class CausalLMDataModule(PretrainingDataModule):
             ``vocab_size`` on the train split (cached in ``cache_dir``).
         vocab_size: Vocabulary size when training a tokenizer.
         lowercase: Lowercase text (when training a tokenizer, or loading a ``vocab.txt``).
+        tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         block_size: Context length ``T``.
         batch_size: Windows per batch.
         split: ``"document"`` (validation = whole documents) or ``"tail"`` (the last ``val_fraction`` of the
@@ -162,6 +165,7 @@ class CausalLMDataModule(PretrainingDataModule):
         tokenizer: str | Path | None = None,
         vocab_size: int = 8192,
         lowercase: bool = True,
+        tokenizer_kind: TokenizerKind = "wordpiece",
         block_size: int = 128,
         batch_size: int = 32,
         split: Literal["document", "tail"] = "document",
@@ -180,7 +184,7 @@ class CausalLMDataModule(PretrainingDataModule):
         if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
             raise DataError(f"train_samples_per_epoch must be >= 1, got {train_samples_per_epoch}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, split, val_fraction, cache_dir,
-                         num_workers, seed, text_field)  # fmt: skip
+                         num_workers, seed, text_field, tokenizer_kind)  # fmt: skip
         self.block_size, self.train_mode, self.train_samples_per_epoch = block_size, train_mode, train_samples_per_epoch
         self.train_dataset: CausalWindowDataset | None = None
         self.val_dataset: CausalValDataset | None = None

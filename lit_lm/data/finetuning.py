@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from lit_lm.data.resume import ResumableDataModule, check_loader_settings
 from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler, ShardedSampler
 from lit_lm.data.splits import check_fraction, holdout_split
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.data.tokenizer_training import train_once
 from lit_lm.errors import DataError
 
@@ -251,6 +251,7 @@ def task_tokenizer(
     vocab_size: int,
     lowercase: bool,
     cache_dir: str,
+    kind: TokenizerKind = "wordpiece",
 ) -> Tokenizer:
     """Load ``tokenizer`` (a tokenizer.json, BERT vocab.txt or a directory holding one); if None, train a
     WordPiece tokenizer on ``texts()`` and cache it under ``cache_dir`` keyed on ``key()`` (e.g. the training
@@ -262,7 +263,8 @@ def task_tokenizer(
     if tokenizer is not None:
         return Tokenizer.from_file(tokenizer, lowercase=lowercase)
     settings = {"task": list(key()), "vocab_size": vocab_size, "lowercase": lowercase}
-    tok = train_once(settings, cache_dir, lambda: Tokenizer.train_from_texts(texts(), vocab_size, lowercase))
+    tok = train_once(settings, cache_dir, lambda: Tokenizer.train_from_texts(texts(), vocab_size, lowercase, kind=kind),
+                     kind)  # fmt: skip
     warnings.warn(
         f"no tokenizer given: using a WordPiece tokenizer trained on this task's training text ({tok.path}); a "
         "fine-tuning run normally passes the pretraining tokenizer (`tokenizer: path/to/tokenizer.json`)",
@@ -321,6 +323,7 @@ class TaskDataModule(ResumableDataModule):
         vocab_size: int,
         lowercase: bool,
         cache_dir: str,
+        tokenizer_kind: TokenizerKind = "wordpiece",
     ) -> None:
         super().__init__()
         self.train_files = as_file_list(train_files)
@@ -343,6 +346,7 @@ class TaskDataModule(ResumableDataModule):
         self._tokenizer_file, self._vocab_size, self._lowercase, self.cache_dir = (
             tokenizer, vocab_size, lowercase, cache_dir
         )
+        self._tokenizer_kind: TokenizerKind = tokenizer_kind
         self._splits: dict[str, list[Any]] = {}
         self.datasets: dict[str, Any] = {}
         self.stats: dict[str, dict[str, Any]] = {}
@@ -358,6 +362,7 @@ class TaskDataModule(ResumableDataModule):
             vocab_size=self._vocab_size,
             lowercase=self._lowercase,
             cache_dir=self.cache_dir,
+            kind=self._tokenizer_kind,
         )
         if self.format == "decoder":
             tok.require_decoder_tokens()

@@ -21,6 +21,7 @@ from lit_lm.data.corpus import PreparedCorpus
 from lit_lm.data.masking import MLMCollator
 from lit_lm.data.pretraining import PretrainingDataModule
 from lit_lm.data.samplers import ShardedSampler
+from lit_lm.data.tokenizer import TokenizerKind
 from lit_lm.errors import DataError
 
 __all__ = ["MaskedLMDataModule", "PairSampler", "SentencePairDataset", "build_pair_specs"]
@@ -235,6 +236,8 @@ class MaskedLMDataModule(PretrainingDataModule):
             ``vocab_size`` on the train split (cached in ``cache_dir``).
         vocab_size: Vocabulary size when training a tokenizer.
         lowercase: Lowercase text (when training a tokenizer, or loading a ``vocab.txt``).
+        tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         max_seq_length: Longest example, ``[CLS]``/``[SEP]`` included (at least 8).
         short_seq_prob: Probability that a document's target length is a random shorter one.
         nsp: Sentence pairs with next sentence prediction labels; else single segments.
@@ -255,6 +258,7 @@ class MaskedLMDataModule(PretrainingDataModule):
         tokenizer: str | Path | None = None,
         vocab_size: int = 8192,
         lowercase: bool = True,
+        tokenizer_kind: TokenizerKind = "wordpiece",
         max_seq_length: int = 128,
         short_seq_prob: float = 0.1,
         nsp: bool = True,
@@ -275,7 +279,7 @@ class MaskedLMDataModule(PretrainingDataModule):
         if not 0.0 <= short_seq_prob <= 1.0:
             raise DataError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, "document", val_fraction, cache_dir,
-                         num_workers, seed, text_field)  # fmt: skip
+                         num_workers, seed, text_field, tokenizer_kind)  # fmt: skip
         self.max_seq_length, self.short_seq_prob, self.nsp = max_seq_length, short_seq_prob, nsp
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:

@@ -46,7 +46,7 @@ from lit_lm.data.finetuning import (
     log_truncation,
 )
 from lit_lm.data.io import decode_utf8, file_digest, jsonl_records, read_bytes_checked, read_text_lines
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,8 @@ class MultipleChoiceDataModule(TaskDataModule):
         val_fraction: Share of the training examples held out for validation when ``val_files`` is None.
         vocab_size: Vocabulary size of a tokenizer trained here (ignored when ``tokenizer`` is given).
         lowercase: Lowercase text (a trained tokenizer, or a ``vocab.txt``).
+        tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         cache_dir: Where trained task tokenizers are cached.
         dataset: Deprecated name of ``reader`` (configs written before lit_lm 0.2).
     """
@@ -391,6 +393,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         val_fraction: float = 0.1,
         vocab_size: int = 8192,
         lowercase: bool = True,
+        tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,
     ) -> None:
@@ -402,7 +405,7 @@ class MultipleChoiceDataModule(TaskDataModule):
             reader = dataset
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir)  # fmt: skip
+                         cache_dir, tokenizer_kind)  # fmt: skip
         self.reader: MultipleChoiceFormat = reader
         self._read_cache: dict[str, ReadResult[MultipleChoiceExample]] = {}
 

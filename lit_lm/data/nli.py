@@ -43,7 +43,7 @@ from lit_lm.data.finetuning import (
     log_truncation,
 )
 from lit_lm.data.io import file_digest, jsonl_records, read_text_lines
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -317,6 +317,8 @@ class NLIDataModule(TaskDataModule):
         reader: File format: ``auto`` (by name, then by first line), ``jsonl``, ``tsv`` or ``infersent``.
         vocab_size: Vocabulary size of a tokenizer trained here (ignored when ``tokenizer`` is given).
         lowercase: Lowercase text (a trained tokenizer, or a ``vocab.txt``: match the checkpoint's casing).
+        tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         cache_dir: Where trained task tokenizers are cached.
     """
 
@@ -338,11 +340,12 @@ class NLIDataModule(TaskDataModule):
         reader: Literal["auto", "jsonl", "tsv", "infersent"] = "auto",
         vocab_size: int = 8192,
         lowercase: bool = True,
+        tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir)  # fmt: skip
+                         cache_dir, tokenizer_kind)  # fmt: skip
         self.label_vocab = LabelVocab(NLI_LABELS if labels is None else labels)
         self.label_names: list[str] = list(self.label_vocab.names)
         self.num_labels: int = len(self.label_vocab)

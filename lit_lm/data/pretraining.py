@@ -29,7 +29,7 @@ from lit_lm.data.corpus import PreparedCorpus, prepare_corpus
 from lit_lm.data.resume import ResumableDataModule, check_loader_settings, worker_ignores_interrupts
 from lit_lm.data.splits import check_fraction
 from lit_lm.data.text import resolve_files
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.data.tokenizer_training import cached_tokenizer
 from lit_lm.errors import DataError
 
@@ -57,6 +57,7 @@ class PretrainingDataModule(ResumableDataModule):
         num_workers: int,
         seed: int,
         text_field: str,
+        tokenizer_kind: TokenizerKind = "wordpiece",
     ) -> None:
         super().__init__()
         check_loader_settings(batch_size, num_workers)
@@ -69,6 +70,7 @@ class PretrainingDataModule(ResumableDataModule):
         self.builtin = not files
         self._user_files = resolve_files(files) if files else None  # a missing file is a clear error at once
         self._tokenizer_file, self._vocab_size, self._lowercase = tokenizer, vocab_size, lowercase
+        self._tokenizer_kind: TokenizerKind = tokenizer_kind
         self.corpus: PreparedCorpus | None = None
 
     @cached_property
@@ -83,7 +85,8 @@ class PretrainingDataModule(ResumableDataModule):
             return Tokenizer.from_file(self._tokenizer_file, lowercase=self._lowercase)
         return cached_tokenizer(
             self.files, self.cache_dir, vocab_size=self._vocab_size, lowercase=self._lowercase,
-            text_field=self.text_field, split=self.split, val_fraction=self.val_fraction, seed=self.seed,
+            kind=self._tokenizer_kind, text_field=self.text_field, split=self.split, val_fraction=self.val_fraction,
+            seed=self.seed,
         )  # fmt: skip
 
     def _prepare(self) -> PreparedCorpus:

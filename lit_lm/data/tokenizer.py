@@ -1,5 +1,11 @@
-"""WordPiece tokenizers: train with the ``tokenizers`` library, save one ``tokenizer.json``, load it or a BERT
-``vocab.txt``.
+"""Tokenizers trained with the ``tokenizers`` library, saved as one ``tokenizer.json``; a BERT ``vocab.txt`` loads
+too. Two kinds:
+
+- ``wordpiece`` (BERT): BERT normalizer and pre-tokenizer, ``##`` continuation pieces. It drops line breaks and the
+  spacing around punctuation, so ``decode(encode(text))`` is not ``text``.
+- ``bpe`` (GPT-2 style byte-level BPE): no normalizer, every byte representable, so ``decode(encode(text)) == text``
+  for any text (line breaks, CRLF, tabs, runs of spaces, accents, emoji). Special-token strings inside the text
+  (``"[PAD]"``) are encoded as ordinary text, never as the special ids.
 
 lit_lm's own tokenizers put the special tokens at fixed ids::
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -26,6 +33,7 @@ from lit_lm.errors import DataError
 PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT)
 CONTINUATION_PREFIX = "##"
+TokenizerKind = Literal["wordpiece", "bpe"]
 
 
 def _post_processor(cls_id: int, sep_id: int) -> processors.TemplateProcessing:
@@ -44,6 +52,10 @@ def _configure(tk: HFTokenizer, lowercase: bool) -> None:
     tk.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
 
 
+def _is_byte_level(tk: HFTokenizer) -> bool:
+    return isinstance(tk.pre_tokenizer, pre_tokenizers.ByteLevel) and isinstance(tk.decoder, decoders.ByteLevel)
+
+
 def _tokenizer_from_checkpoint(path: Path) -> str:
     """The tokenizer JSON that lit_lm stores in each training checkpoint (under ``lit_lm.tokenizer``), read safely."""
     from lit_lm.serialization import LIT_LM_KEY, load_torch_file
@@ -56,7 +68,7 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
 
 
 class Tokenizer:
-    """A WordPiece tokenizer with named special-token ids.
+    """A WordPiece or byte-level BPE tokenizer with named special-token ids.
 
     Build one with :meth:`train_from_texts` or :meth:`from_file` (or :mod:`lit_lm.data.tokenizer_training`).
     """
@@ -83,6 +95,15 @@ class Tokenizer:
         self.mask_id: int = vocab[MASK]
         self.delim_id: int | None = vocab.get(DELIM)
         self.extract_id: int | None = vocab.get(EXTRACT)
+        #: ``bpe`` for a byte-level BPE (lossless), else ``wordpiece``.
+        self.kind: TokenizerKind = "bpe" if _is_byte_level(tokenizer) else "wordpiece"
+        if self.kind == "bpe":  # "[PAD]" typed in a text is text (not saved in tokenizer.json: set on every load)
+            tokenizer.encode_special_tokens = True
+
+    @property
+    def lossless(self) -> bool:
+        """Whether ``decode(encode(text)) == text`` for every text (byte-level BPE)."""
+        return self.kind == "bpe"
 
     # ----------------------------------------------------------------------------------------------- building
     @classmethod
@@ -93,17 +114,34 @@ class Tokenizer:
         lowercase: bool = True,
         min_frequency: int = 2,
         limit_alphabet: int = 1000,
+        kind: TokenizerKind = "wordpiece",
     ) -> Tokenizer:
-        """Train WordPiece on an iterable of strings."""
-        tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
+        """Train a tokenizer of ``kind`` on an iterable of strings (``lowercase`` and ``limit_alphabet``: WordPiece
+        only; byte-level BPE keeps the text as it is, so that it round-trips)."""
+        if vocab_size <= len(SPECIAL_TOKENS) + (256 if kind == "bpe" else 0):
+            n = len(SPECIAL_TOKENS)
+            least = f"the {n} special tokens" + (" and the 256 byte tokens" if kind == "bpe" else "")
+            raise DataError(f"vocab_size must be larger than {least}, got {vocab_size}")
+        if kind == "wordpiece":
+            tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
+        elif kind == "bpe":
+            tk = HFTokenizer(models.BPE())
+            tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tk.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+                show_progress=False,
+            )
+        else:
+            raise DataError(f"tokenizer kind must be 'wordpiece' or 'bpe', got {kind!r}")
         tk.train_from_iterator(texts, trainer)
         return cls._finish(tk)
 
     @staticmethod
     def _untrained(vocab_size: int, lowercase: bool, min_frequency: int, limit_alphabet: int):
-        if vocab_size <= len(SPECIAL_TOKENS):
-            n = len(SPECIAL_TOKENS)
-            raise DataError(f"vocab_size must be larger than the {n} special tokens, got {vocab_size}")
         tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
         _configure(tk, lowercase)
         trainer = trainers.WordPieceTrainer(
@@ -205,6 +243,8 @@ class Tokenizer:
 
     def continuation_mask(self) -> np.ndarray:
         """Boolean array over the vocabulary: True for ``##`` pieces (used by whole-word masking)."""
+        if self.kind != "wordpiece":
+            raise DataError("whole-word masking needs a WordPiece tokenizer (its ## pieces mark words)", self.path)
         mask = np.zeros(self.vocab_size, dtype=bool)
         for token, idx in self.hf.get_vocab(with_added_tokens=True).items():
             if token.startswith(CONTINUATION_PREFIX) and len(token) > len(CONTINUATION_PREFIX):

@@ -1,4 +1,5 @@
-"""Training WordPiece tokenizers on a corpus or on task text, once: cached by inputs and settings."""
+"""Training tokenizers (WordPiece or byte-level BPE) on a corpus or on task text, once: cached by inputs and
+settings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from lit_lm.data.corpus import SplitMode, split_corpus
 from lit_lm.data.io import digest, file_identities
 from lit_lm.data.text import DocSplit, read_corpus, resolve_files
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 
 __all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
 
@@ -25,6 +26,7 @@ def train_tokenizer(
     lowercase: bool = True,
     min_frequency: int = 2,
     *,
+    kind: TokenizerKind = "wordpiece",
     text_field: str = "text",
     strip_gutenberg: bool = True,
     split: SplitMode | None = None,
@@ -33,19 +35,34 @@ def train_tokenizer(
     seed: int = 42,
     doc_split: DocSplit = "blank_line",
 ) -> Tokenizer:
-    """Train a WordPiece tokenizer on the documents of ``files``, read as :func:`prepare_corpus` reads them.
+    """Train a tokenizer on the documents of ``files``, read as :func:`prepare_corpus` reads them.
 
-    With ``split`` set, only the train part of that split (same arguments as :func:`prepare_corpus`) is used,
-    so validation text stays unseen.
+    Args:
+        files: Text/JSONL files or directories.
+        vocab_size: Largest vocabulary size.
+        lowercase: Lowercase the text (uncased model; WordPiece only).
+        min_frequency: Least count of a merged piece.
+        kind: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless: GPT); see :mod:`lit_lm.data.tokenizer`.
+        text_field: The text field of JSONL records.
+        strip_gutenberg: Remove Project Gutenberg headers and footers.
+        split: With a split mode, train only on the train part of that split (same arguments as
+            :func:`~lit_lm.data.corpus.prepare_corpus`), so validation text stays unseen.
+        val_fraction: Validation share of that split.
+        val_docs: Exact number of validation documents of that split.
+        seed: Seed of that split.
+        doc_split: ``blank_line`` (a paragraph is a document) or ``file``.
     """
     corpus = read_corpus(files, text_field, doc_split, "punct", strip_gutenberg)
     if split is None:
         docs = [d.sentences for d in corpus.documents()]
     else:
         docs = split_corpus(corpus, split, val_fraction, val_docs, seed)["train"].docs
+    # a BPE learns pieces across line ends too: its documents keep one sentence per line
+    joiner = "\n" if kind == "bpe" else " "
     return Tokenizer.train_from_texts(
-        (" ".join(d) for d in docs), vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency
-    )
+        (joiner.join(d) for d in docs), vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency,
+        kind=kind,
+    )  # fmt: skip
 
 
 def cached_tokenizer(
@@ -54,20 +71,23 @@ def cached_tokenizer(
     vocab_size: int = 30000,
     lowercase: bool = True,
     min_frequency: int = 2,
+    kind: TokenizerKind = "wordpiece",
     **split_settings: Any,
 ) -> Tokenizer:
     """:func:`train_tokenizer`, cached by :func:`train_once` (key: input file identities and all settings)."""
     paths = resolve_files(files)
     key = {"inputs": file_identities(paths), "vocab_size": vocab_size, "lowercase": lowercase,
            "min_frequency": min_frequency, "split": split_settings}  # fmt: skip
-    return train_once(key, cache_dir, lambda: train_tokenizer(paths, vocab_size, lowercase, min_frequency,
-                                                              **split_settings))  # fmt: skip
+    return train_once(key, cache_dir, lambda: train_tokenizer(paths, vocab_size, lowercase, min_frequency, kind=kind,
+                                                              **split_settings), kind)  # fmt: skip
 
 
-def train_once(key: dict[str, Any], cache_dir: str | Path, train: Callable[[], Tokenizer]) -> Tokenizer:
-    """The tokenizer cached as ``<cache_dir>/tokenizers/wordpiece-<digest of key>.json``, trained by ``train()``
-    (and written atomically, so concurrent DDP ranks never read half a file) when it is not there yet."""
-    path = Path(cache_dir) / "tokenizers" / f"wordpiece-{digest({'v': FORMAT_VERSION, **key})}.json"
+def train_once(
+    key: dict[str, Any], cache_dir: str | Path, train: Callable[[], Tokenizer], kind: TokenizerKind = "wordpiece"
+) -> Tokenizer:
+    """The tokenizer cached as ``<cache_dir>/tokenizers/<kind>-<digest of key>.json``, trained by ``train()`` (and
+    written atomically, so concurrent DDP ranks never read half a file) when it is not there yet."""
+    path = Path(cache_dir) / "tokenizers" / f"{kind}-{digest({'v': FORMAT_VERSION, **key})}.json"
     if path.is_file():
         return Tokenizer.from_file(path)
     t0 = time.perf_counter()

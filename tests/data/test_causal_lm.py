@@ -104,3 +104,15 @@ def test_causal_settings_errors(tmp_path: Path, cache: Path) -> None:
         dm.setup("fit")
 
 
+
+
+def test_causal_datamodule_trains_a_byte_level_bpe_when_asked(tmp_path: Path) -> None:
+    dm = CausalLMDataModule(cache_dir=tmp_path, vocab_size=600, block_size=32, batch_size=4, tokenizer_kind="bpe")
+    dm.prepare_data()
+    assert dm.tokenizer.kind == "bpe" and dm.vocab_size == 600
+    assert [p.name.split("-")[0] for p in (tmp_path / "tokenizers").iterdir()] == ["bpe"]
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape == (4, 32)
+    text = "The old sailor walked.\nThen he sat down.\n"
+    assert dm.tokenizer.decode(dm.tokenizer.encode(text)) == text

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from lit_lm.data.tokenizer_training import train_tokenizer
@@ -131,3 +133,70 @@ def test_train_tokenizer_on_gutenberg_reads_like_prepare(shared_data_dir: Path, 
 def test_tokenizer_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert tokenizer_main(["--files", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.json")]) == 2
     assert "missing.txt" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- byte-level BPE
+@pytest.fixture(scope="module")
+def bpe() -> Tokenizer:
+    texts = ["First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\r\nSpeak, speak.\t(Naïve café 😀)"]
+    return Tokenizer.train_from_texts(texts * 20, vocab_size=400, kind="bpe")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text())
+def test_bpe_round_trips_any_text(bpe: Tokenizer, text: str) -> None:
+    assert bpe.decode(bpe.encode(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["line one\nline two\n", "crlf\r\nend", "\ttabs\t\tand   runs of spaces  ", "no trailing newline", "",
+     "accents: é à ñ ü, emoji: 😀👍🏽", "literal specials [PAD] [MASK] [CLS] stay text", "\n\n\nblank lines\n\n"],
+)  # fmt: skip
+def test_bpe_round_trips_the_hard_cases(bpe: Tokenizer, text: str) -> None:
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    assert not set(ids) & set(bpe.special_ids)  # "[PAD]" in a text is text, not the special id
+
+
+def test_bpe_keeps_the_special_ids_and_saves_and_loads(bpe: Tokenizer, tmp_path) -> None:
+    assert [bpe.pad_id, bpe.unk_id, bpe.cls_id, bpe.sep_id, bpe.mask_id, bpe.delim_id, bpe.extract_id] == list(range(7))
+    assert bpe.kind == "bpe" and bpe.lossless
+    bpe.save(tmp_path / "bpe.json")
+    again = Tokenizer.from_file(tmp_path / "bpe.json")
+    assert again.kind == "bpe" and again.decode(again.encode("a [MASK] b\n")) == "a [MASK] b\n"
+    assert bpe.encode("hi", add_special_tokens=True)[0] == bpe.cls_id
+    with pytest.raises(DataError, match="whole-word masking needs a WordPiece"):
+        bpe.continuation_mask()
+    wordpiece = Tokenizer.train_from_texts(["hello world"] * 5, vocab_size=100)
+    assert wordpiece.kind == "wordpiece" and not wordpiece.lossless
+    with pytest.raises(DataError, match="larger than the 7 special tokens and the 256 byte tokens"):
+        Tokenizer.train_from_texts(["x"], vocab_size=200, kind="bpe")
+
+
+def test_tokenizer_command_trains_either_kind(tmp_path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Hello there, world.\nA second line.\n\nAnother paragraph here.\n" * 30)
+    out = tmp_path / "bpe.json"
+    assert tokenizer_main(["--files", str(corpus), "--kind", "bpe", "--vocab_size", "300", "--out", str(out)]) == 0
+    tok = Tokenizer.from_file(out)
+    assert tok.kind == "bpe" and tok.decode(tok.encode("Hello there,\n  world.")) == "Hello there,\n  world."
+
+
+def test_bpe_round_trips_every_text_file_of_the_shared_data(shared_data_dir) -> None:
+    """Every text file in ../shared/data, whole: tokenizer trained on a slice of the data, then each file encoded and
+    decoded back exactly (UTF-8 text as read, CRLF and all)."""
+    files = sorted(p for p in shared_data_dir.rglob("*") if p.is_file() and p.suffix != ".md")
+    texts = [p.read_bytes().decode("utf-8", errors="strict") for p in files if _is_utf8(p)]
+    assert len(texts) >= 20
+    tok = Tokenizer.train_from_texts((t[:20000] for t in texts), vocab_size=2000, kind="bpe")
+    for path, text in zip((p for p in files if _is_utf8(p)), texts, strict=True):
+        assert tok.decode(tok.encode(text)) == text, path
+
+
+def _is_utf8(path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
