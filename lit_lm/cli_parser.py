@@ -58,17 +58,27 @@ def _suggest(name: str, candidates: list[str]) -> str:
 
 
 def _config_location(key: str, argv: list[str]) -> str:
-    """`` at <file>:<line>`` of the first ``--config`` file that sets ``key``'s last part, or ``""``."""
+    """`` at <file>:<line>`` of the first ``--config`` file that sets the dotted ``key`` (``init_args`` levels and
+    list items skipped), or ``""``. Block-style YAML as the shipped configs are written; nothing else is parsed."""
     files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
     files += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    pattern = re.compile(rf"^\s*{re.escape(key.rsplit('.', 1)[-1])}\s*:")
+    wanted = key.split(".")
+    mapping_key = re.compile(r"^(?P<indent>\s*)(?P<name>[\w.-]+)\s*:")
     for file in files:
         try:
             lines = Path(file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError):
             continue
+        stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
         for number, line in enumerate(lines, 1):
-            if pattern.match(line):
+            m = mapping_key.match(line)
+            if m is None or line.lstrip().startswith("#"):
+                continue
+            indent = len(m["indent"])
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, m["name"]))
+            if [k for _, k in stack if k != "init_args"] == wanted:
                 return f" at {file}:{number}"
     return ""
 

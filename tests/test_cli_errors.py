@@ -220,6 +220,16 @@ def test_misspelled_options_and_config_keys_name_the_close_match(tmp_path, capsy
         assert f"did you mean --{'' if 'seed' in bad else 'trainer.' if 'epoch' in bad else 'model.'}" in line, line
 
 
+def test_a_bad_key_is_located_in_its_own_section(tmp_path, capsys):
+    """data.learning_rate (unknown to the DataModule) points at the data section's line, not model.learning_rate's."""
+    text = (ROOT / GPT_NLI).read_text().replace("    batch_size: 32", "    batch_size: 32\n    learning_rate: 3")
+    config = tmp_path / "misplaced.yaml"
+    config.write_text(text)
+    number = len(text.split("    learning_rate: 3")[0].splitlines()) + 1
+    line = run_cli(capsys, "fit", "--config", str(config))
+    assert f"unknown option --data.learning_rate for lit_lm.data.NLIDataModule at {config}:{number}" in line, line
+
+
 def test_wrong_typed_values_name_the_expected_type(capsys):
     assert "--trainer.max_steps: expected int, got 'abc'" in run_cli(
         capsys, "fit", "--config", GPT_NLI, "--trainer.max_steps", "abc"
