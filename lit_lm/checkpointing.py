@@ -39,8 +39,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_lm._lightning import is_local_path
 from lit_lm.data.io import atomic_write
-from lit_lm.errors import CheckpointError, ConfigError
-from lit_lm.serialization import checkpoints_trusted, load_torch_file
+from lit_lm.errors import ConfigError
+from lit_lm.serialization import checkpoints_trusted, read_checkpoint
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -93,10 +93,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         trusted = weights_only is False or checkpoints_trusted()
         if not is_local_path(path):  # Lightning would default to an unsafe load for remote files
             return super().load_checkpoint(path, map_location, weights_only=not trusted)
-        ckpt = load_torch_file(path, "checkpoint", trust=trusted)
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
-        return ckpt
+        return read_checkpoint(path, trust=trusted)
 
 
 # ================================================================================================ random streams

@@ -136,9 +136,14 @@ class LitLMCLI(LightningCLI):
         for a bad or unsafe file instead of an unpickling traceback that advises ``weights_only=False``)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():  # "last", "best", registry:..., remote: Lightning's
-            if ckpt_path and not Path(ckpt_path).exists() and Path(ckpt_path).suffix == ".ckpt":
-                raise CheckpointError(f"{ckpt_path}: checkpoint file not found")
+        if not ckpt_path:
+            return
+        lightning_forms = ckpt_path in ("last", "best", "hpc") or str(ckpt_path).startswith("registry") or (
+            "://" in str(ckpt_path)
+        )
+        if not lightning_forms and not Path(ckpt_path).exists():  # before the model and data are built from it
+            raise CheckpointError(f"{ckpt_path}: checkpoint file not found")
+        if not Path(ckpt_path).is_file():  # Lightning's own forms, or a sharded checkpoint directory: Lightning's
             return
         hparams = dict(serialization.read_checkpoint(ckpt_path).get("hyper_parameters") or {})
         hparams.pop(HPARAMS_INSTANTIATOR_KEY, None)
@@ -297,11 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     explicit = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _EXTRA_COMMANDS:
-        from lit_lm import data_commands, export
+        from lit_lm import commands
 
-        commands = {"tokenizer": data_commands.tokenizer_main, "prepare": data_commands.prepare_main,
-                    "export": export.export_main}  # fmt: skip
-        raise SystemExit(commands[argv[0]](argv[1:]))
+        main_of = {"tokenizer": commands.tokenizer_main, "prepare": commands.prepare_main,
+                   "export": commands.export_main}  # fmt: skip
+        raise SystemExit(main_of[argv[0]](argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("Data commands:\n" + "\n".join(f"  {k:10s} {v}" for k, v in _EXTRA_COMMANDS.items()) + "\n")

@@ -1,4 +1,4 @@
-"""``python -m lit_lm export``: a lit_lm checkpoint as a Hugging Face directory that ``transformers`` loads.
+"""A lit_lm checkpoint as a Hugging Face directory that ``transformers`` loads.
 
 The directory holds ``config.json`` and ``model.safetensors`` (BertForPreTraining or OpenAIGPTLMHeadModel, with
 the pretraining heads where the checkpoint has them), and the tokenizer the checkpoint was trained with:
@@ -16,8 +16,11 @@ import json
 from pathlib import Path
 
 from lit_lm.errors import CheckpointError
+from lit_lm.model.hf import config_to_hf, save_hf_checkpoint
+from lit_lm.serialization import lit_lm_metadata, read_checkpoint
+from lit_lm.tasks.pretrained import config_from_checkpoint
 
-__all__ = ["export_checkpoint", "export_main"]
+__all__ = ["export_checkpoint"]
 
 _SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
             "mask_token": "[MASK]"}  # fmt: skip
@@ -30,10 +33,6 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
         ckpt_path: A ``.ckpt`` written by any lit_lm task with a BERT or GPT backbone (read safely).
         out: The directory to write (created; files in it are replaced).
     """
-    from lit_lm.model.hf import config_to_hf, save_hf_checkpoint
-    from lit_lm.serialization import lit_lm_metadata, read_checkpoint
-    from lit_lm.tasks.pretrained import config_from_checkpoint
-
     ckpt = read_checkpoint(ckpt_path)
     config = config_from_checkpoint(ckpt, ckpt_path)
     try:
@@ -66,31 +65,3 @@ def _write_tokenizer(directory: Path, tokenizer_json: str, max_length: int, bert
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (directory / "special_tokens_map.json").write_text(json.dumps(_SPECIAL, indent=2) + "\n")
-
-
-def export_main(argv: list[str] | None = None) -> int:
-    """The ``export`` command: options generated from :func:`export_checkpoint`."""
-    import sys
-
-    from lit_lm.cli_parser import LitLMArgumentParser
-    from lit_lm.errors import LitLMError
-    from lit_lm.serialization import trust_checkpoints
-
-    parser = LitLMArgumentParser(
-        prog="python -m lit_lm export",
-        description="Write a lit_lm checkpoint as a Hugging Face directory (config.json, model.safetensors, "
-        "tokenizer files) that transformers loads.",
-    )
-    parser.add_function_arguments(export_checkpoint)
-    parser.add_argument("--trust_checkpoint", type=bool, default=False,
-                        help="Read the checkpoint with the full unpickler (lets the file run code; trusted "
-                        "files only).")  # fmt: skip
-    config = parser.parse_args(argv)
-    try:
-        with trust_checkpoints(config.trust_checkpoint):
-            directory = export_checkpoint(config.ckpt_path, config.out)
-    except LitLMError as e:
-        print(f"lit_lm: error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported {config.ckpt_path} -> {directory} ({', '.join(sorted(p.name for p in directory.iterdir()))})")
-    return 0

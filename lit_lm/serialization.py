@@ -118,9 +118,10 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", trust: bool | No
         ) from None
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Lightning checkpoint (a dict with a ``state_dict``) safely; :class:`CheckpointError` otherwise."""
-    ckpt = load_torch_file(path, "checkpoint")
+def read_checkpoint(path: str | Path, trust: bool | None = None) -> dict[str, Any]:
+    """Read a Lightning checkpoint (a dict with a ``state_dict``) safely (``trust``: see :func:`load_torch_file`);
+    :class:`CheckpointError` otherwise."""
+    ckpt = load_torch_file(path, "checkpoint", trust=trust)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' entry)")
     return ckpt

@@ -101,7 +101,12 @@ def _rows(t: torch.Tensor) -> list[tuple[int, ...]]:
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     cache = tmp_path / "cache"
-    single = _run(tmp_path, cache, 1, GLOBAL_BATCH, name="single")  # also prepares the cache the ranks then read
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank runs: a matmul's summation order depends on the thread count
+    try:
+        single = _run(tmp_path, cache, 1, GLOBAL_BATCH, name="single")  # also prepares the cache the ranks read
+    finally:
+        torch.set_num_threads(threads)
     root = Path(__file__).resolve().parents[1]
     path = str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # 2 ranks x 1 thread on 2 cores

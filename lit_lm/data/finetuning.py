@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lit_lm.data.io import require_file
 from lit_lm.data.resume import ResumableDataModule, check_loader_settings
 from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler, ShardedSampler
 from lit_lm.data.splits import check_fraction, holdout_split
@@ -331,8 +332,8 @@ class TaskDataModule(ResumableDataModule):
         self.test_files = as_file_list(test_files)
         for files in (self.train_files, self.val_files, self.test_files):
             for f in files or ():  # a missing file is a clear error at once; reading waits for setup
-                if not Path(f).exists():
-                    raise DataError("file not found; check the path (relative paths start at the working directory)", f)
+                if not Path(f).exists():  # a directory is fine here: an InferSent split
+                    require_file(f)
         if format not in ("decoder", "encoder"):
             raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
         self.format: TaskFormat = format

@@ -46,13 +46,19 @@ def decode_utf8(data: bytes, path: str | Path) -> str:
         ) from None
 
 
-def read_bytes_checked(path: str | Path) -> tuple[Path, bytes]:
-    """Read a whole file, raising :class:`DataError` if it is missing, a directory or empty (whitespace only)."""
+def require_file(path: str | Path) -> Path:
+    """``path`` as a Path; :class:`DataError` naming it if it is a directory or does not exist."""
     p = Path(path)
     if p.is_dir():
         raise DataError("is a directory; give the data file inside it", p)
     if not p.is_file():
         raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    return p
+
+
+def read_bytes_checked(path: str | Path) -> tuple[Path, bytes]:
+    """Read a whole file, raising :class:`DataError` if it is missing, a directory or empty (whitespace only)."""
+    p = require_file(path)
     data = p.read_bytes()
     if not data.strip():
         raise DataError("file is empty; expected examples", p)

@@ -45,7 +45,7 @@ from lit_lm.data.finetuning import (
     encode_pairs,
     log_truncation,
 )
-from lit_lm.data.io import decode_utf8, file_digest, jsonl_records, read_bytes_checked, read_text_lines
+from lit_lm.data.io import decode_utf8, file_digest, jsonl_records, read_bytes_checked, read_text_lines, require_file
 from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.errors import DataError
 
@@ -231,11 +231,7 @@ def read_choices_jsonl(path: str | Path) -> ReadResult[MultipleChoiceExample]:
 def detect_multiple_choice_reader(path: str | Path, reader: MultipleChoiceFormat = "auto") -> str:
     """Which reader function ``reader`` means for ``path``: ``story_cloze``, ``copa_xml``, ``copa_jsonl`` or
     ``generic``."""
-    p = Path(path)
-    if not p.is_file():
-        if p.is_dir():
-            raise DataError("is a directory; give the data file inside it", p)
-        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    p = require_file(path)
     suffix = p.suffix.lower()
     if reader == "story_cloze":
         return "story_cloze"

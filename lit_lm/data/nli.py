@@ -42,7 +42,7 @@ from lit_lm.data.finetuning import (
     encode_pairs,
     log_truncation,
 )
-from lit_lm.data.io import file_digest, jsonl_records, read_text_lines
+from lit_lm.data.io import file_digest, jsonl_records, read_text_lines, require_file
 from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.errors import DataError
 
@@ -205,8 +205,7 @@ def detect_nli_reader(path: str | Path) -> str:
     p = Path(path)
     if p.is_dir() or p.name.startswith(("s1.", "s2.", "labels.")):
         return "infersent"
-    if not p.exists():
-        raise DataError("file not found; check the path (relative paths start at the working directory)", p)
+    require_file(p)
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
@@ -367,9 +366,7 @@ class NLIDataModule(TaskDataModule):
         p = Path(f)
         if p.is_dir() or p.name.startswith(("s1.", "s2.", "labels.")):
             return list(infersent_files(p))
-        if not p.is_file():
-            raise DataError("file not found; check the path (relative paths start at the working directory)", p)
-        return [p]
+        return [require_file(p)]
 
     def _tokenizer_texts(self) -> list[str]:
         examples = self.examples("train")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lit_lm.commands import prepare_main
 from lit_lm.data import corpus as corpus_mod
 from lit_lm.data.builtin_text import builtin_corpus, write_builtin_corpus
 from lit_lm.data.corpus import PreparedCorpus, prepare_corpus, split_corpus
 from lit_lm.data.text import read_corpus
 from lit_lm.data.tokenizer import Tokenizer
-from lit_lm.data_commands import prepare_main
 from lit_lm.errors import DataError
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lit_lm.commands import tokenizer_main
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from lit_lm.data.tokenizer_training import train_tokenizer
-from lit_lm.data_commands import tokenizer_main
 from lit_lm.errors import DataError
 
 TEXTS = [
@@ -170,6 +170,8 @@ def test_bpe_keeps_the_special_ids_and_saves_and_loads(bpe: Tokenizer, tmp_path)
         bpe.continuation_mask()
     wordpiece = Tokenizer.train_from_texts(["hello world"] * 5, vocab_size=100)
     assert wordpiece.kind == "wordpiece" and not wordpiece.lossless
+    with pytest.raises(DataError, match="tokenizer kind must be 'wordpiece' or 'bpe', got 'unigram'"):
+        Tokenizer.train_from_texts(["x"], vocab_size=400, kind="unigram")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="larger than the 7 special tokens and the 256 byte tokens"):
         Tokenizer.train_from_texts(["x"], vocab_size=200, kind="bpe")
 
