@@ -32,3 +32,16 @@ def record(table: str, results: Path, no_record: bool) -> None:
         with results.open("a") as f:
             f.write(table + "\n")
         print(f"appended to {results}")
+
+
+def machine() -> str:
+    """The machine a table was measured on: the GPU's name, or the CPU's model, threads and torch's CPU capability
+    (AVX2 / AVX512: it decides whether bf16 is fast)."""
+    import torch
+
+    from lit_lm.callbacks import cpu_name
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch CPU capability {capability}"

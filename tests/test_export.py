@@ -24,14 +24,18 @@ def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretr
         main(["export", "--ckpt_path", str(ckpt), "--out", str(out)])
     assert exit_info.value.code == 0
     assert "exported" in capsys.readouterr().out
+    ours = Tokenizer.from_file(ckpt)
+    assert ours.kind == {"bert": "wordpiece", "gpt": "bpe"}[family]  # each family's default
     expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                "special_tokens_map.json", "vocab.txt"}  # fmt: skip
+                "special_tokens_map.json"} | ({"vocab.txt"} if family == "bert" else set())  # fmt: skip
     assert expected <= {p.name for p in out.iterdir()}
 
-    ours = Tokenizer.from_file(ckpt)
     theirs = transformers.AutoTokenizer.from_pretrained(out)
     assert theirs(TEXT, add_special_tokens=False)["input_ids"] == ours.encode(TEXT)
     assert theirs(TEXT)["input_ids"] == ours.encode(TEXT, add_special_tokens=True)
+    if family == "gpt":  # lossless in transformers too: line breaks and spacing survive
+        verse = "First Citizen:\nBefore we proceed,  hear me.\r\n\n\tAll: Speak, speak."
+        assert theirs.decode(theirs(verse, add_special_tokens=False)["input_ids"]) == verse
 
     task = (MaskedLM if family == "bert" else CausalLM).load_from_checkpoint(ckpt, map_location="cpu").eval()
     ids = torch.tensor([ours.encode(TEXT, add_special_tokens=family == "bert")])

@@ -133,17 +133,22 @@ class CausalLMDataModule(PretrainingDataModule):
     Batches: ``{"input_ids": (B, T) long, "labels": (B, T) long}`` with ``labels[:, i] = next token after
     input_ids[:, i]``. Validation is a fixed pass of non-overlapping windows in which every validation token is a
     label exactly once (the last window padded: ``input_ids`` with ``[PAD]``, ``labels`` with -100, at the end,
-    so no attention mask is needed). Bits per character = sum of the validation NLL (nats) /
-    (``val_num_chars`` * ln 2). Documents follow each other in the token stream without a separator (GPT-1 style).
+    so no attention mask is needed). The token stream is the text itself, line breaks and spaces included
+    (:mod:`lit_lm.data.corpus`, ``units="text"``): with ``split="document"`` each document is followed by a blank
+    line. Bits per character = sum of the validation NLL (nats) / (``val_num_chars`` * ln 2), reported only when the
+    tokenizer gives the validation text back exactly (:attr:`val_round_trip`).
 
     Args:
         files: Text/JSONL files or directories; ``None`` = the built-in generated corpus.
-        tokenizer: A ``tokenizer.json`` / BERT ``vocab.txt``; ``None`` = train a WordPiece tokenizer of
-            ``vocab_size`` on the train split (cached in ``cache_dir``).
+        tokenizer: A ``tokenizer.json`` / BERT ``vocab.txt`` / lit_lm checkpoint; ``None`` = train a tokenizer of
+            ``tokenizer_kind`` and ``vocab_size`` on the train split (cached in ``cache_dir``).
         vocab_size: Vocabulary size when training a tokenizer.
-        lowercase: Lowercase text (when training a tokenizer, or loading a ``vocab.txt``).
-        tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
-            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
+        lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
+            and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
+        tokenizer_kind: Kind of a tokenizer trained here: ``bpe`` (byte-level, lossless:
+            ``decode(encode(text)) == text``, as GPT-2; the default) or ``wordpiece`` (BERT's: it drops line breaks,
+            so no bits per character are reported); see :mod:`lit_lm.data.tokenizer`. Ignored when ``tokenizer`` is
+            given.
         block_size: Context length ``T``.
         batch_size: Windows per batch.
         split: ``"document"`` (validation = whole documents) or ``"tail"`` (the last ``val_fraction`` of the
@@ -159,13 +164,15 @@ class CausalLMDataModule(PretrainingDataModule):
         text_field: JSONL field holding the text.
     """
 
+    units = "text"
+
     def __init__(
         self,
         files: list[str | Path] | None = None,
         tokenizer: str | Path | None = None,
         vocab_size: int = 8192,
-        lowercase: bool = True,
-        tokenizer_kind: TokenizerKind = "wordpiece",
+        lowercase: bool | None = None,
+        tokenizer_kind: TokenizerKind = "bpe",
         block_size: int = 128,
         batch_size: int = 32,
         split: Literal["document", "tail"] = "document",

@@ -2,16 +2,30 @@
 
 Preparation (:func:`prepare_corpus`)
     Documents are split into train and validation (by whole document, or the last characters with
-    ``split="tail"``), their sentences tokenized in batches (``Tokenizer.encode_batch``, Rust threads, or
-    ``workers`` forked processes), and each split written as ``{split}_tokens.npy`` (uint16 when the vocabulary
-    fits, else uint32), ``{split}_doc_offsets.npy`` and ``{split}_sent_offsets.npy`` (int64 token offsets,
-    ``n + 1`` entries starting at 0) plus ``meta.json``. The directory is written atomically and reused when
-    the same inputs (path, size, mtime), tokenizer and settings come again.
+    ``split="tail"``), tokenized in batches of units (``Tokenizer.encode_batch``, Rust threads, or ``workers``
+    forked processes), and each split written as ``{split}_tokens.npy`` (uint16 when the vocabulary fits, else
+    uint32), ``{split}_doc_offsets.npy`` and ``{split}_sent_offsets.npy`` (int64 token offsets of the documents and
+    of the units, ``n + 1`` entries starting at 0) plus ``meta.json``. The directory is written atomically and
+    reused when the same inputs (path, size, mtime), tokenizer and settings come again.
 
-Character counts (for bits per character): in ``split="document"`` mode a split's ``num_chars`` is the number of
-characters of its documents' text after reading (BOM and CR removed, Gutenberg header/footer stripped), without
-the whitespace around each document and the blank lines between documents. In ``split="tail"`` mode it is the
-exact length of that split's slice of the text (files joined by one blank line), whitespace included.
+Units (``units``)
+    * ``"sentence"`` (masked LM, next sentence prediction): each sentence is tokenized alone, so the token stream
+      has no whitespace between sentences and no line breaks.
+    * ``"text"`` (causal LM): the text itself, line by line with the line ends, so that decoding a split's tokens
+      gives its text back exactly when the tokenizer is lossless. With ``split="tail"`` that text is the exact
+      slice of the corpus text; with ``split="document"`` it is each document's text (its paragraph, or with
+      ``doc_split="file"`` the whole file) followed by one blank line (``"\n\n"``), which the model predicts too.
+      Preparation decodes each split once and records whether it round-trips (``meta.json`` ->
+      ``splits.<split>.round_trip``); bits per character are honest only where it does.
+
+What the text is, before tokenizing (:func:`~lit_lm.data.text.read_corpus`): UTF-8 without a BOM, line ends
+``\n`` (CRLF and CR converted), Project Gutenberg header/footer removed (``strip_gutenberg``), files joined by
+one blank line; the units above are cut from that text.
+
+Character counts (for bits per character): with ``units="text"`` a split's ``num_chars`` is the exact length of
+its text as defined above: every character the model is asked to predict. With ``units="sentence"`` and
+``split="document"`` it counts the characters of the documents' paragraphs (without the whitespace around them
+and the blank lines between them); with ``split="tail"`` the exact slice.
 """
 
 from __future__ import annotations
@@ -44,12 +58,14 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 
 SplitMode = Literal["document", "tail"]
+Units = Literal["sentence", "text"]
+DOC_SEPARATOR = "\n\n"  # after each document of a document split, with units="text"
 
 
 # ------------------------------------------------------------------------------------------------ splitting
 @dataclass
 class _SplitText:
-    docs: list[list[str]]  # sentences per document
+    docs: list[list[str]]  # units (sentences, or lines of text) per document
     doc_chars: np.ndarray  # (D,) int64
     doc_bytes: np.ndarray  # (D,) int64
     exact_chars: int | None = None  # tail mode: the exact slice size
@@ -62,14 +78,17 @@ def split_corpus(
     val_fraction: float = 0.05,
     val_docs: int | None = None,
     seed: int = 42,
+    units: Units = "sentence",
 ) -> dict[str, _SplitText]:
-    """Divide the corpus into ``"train"`` and ``"val"``.
+    """Divide the corpus into ``"train"`` and ``"val"``, each document as its units (see the module docstring).
 
     ``split="document"``: a seeded permutation picks ``val_docs`` (default ``round(val_fraction * n)``, at least
     1, at most ``n - 1``) whole documents for validation; both splits keep the file order. The same documents and
     seed always give the same split. ``split="tail"``: the first ``int(n_chars * (1 - val_fraction))`` characters
     of the text are train and the rest validation, as nanoGPT does for tiny shakespeare.
     """
+    if units not in ("sentence", "text"):
+        raise DataError(f"units must be 'sentence' or 'text', got {units!r}")
     if split == "tail":
         check_fraction(val_fraction)
         text = corpus.full_text()
@@ -77,11 +96,19 @@ def split_corpus(
         parts = {"train": text[:cut], "val": text[cut:]}
         out = {}
         for name, part in parts.items():
-            docs = _documents_from_text(part, "<tail>", 1, corpus.doc_split, corpus.sentence_split)
+            if units == "text":  # the slice itself, one document
+                lines = part.splitlines(keepends=True) if part.strip() else []
+                lens = [len(part)] if lines else []
+                blens = [len(part.encode("utf-8"))] if lines else []
+                docs_units = [lines] if lines else []
+            else:
+                docs = _documents_from_text(part, "<tail>", 1, corpus.doc_split, corpus.sentence_split)
+                docs_units = [d.sentences for d in docs]
+                lens, blens = [d.num_chars for d in docs], [d.num_bytes for d in docs]
             out[name] = _SplitText(
-                [d.sentences for d in docs],
-                np.array([d.num_chars for d in docs], dtype=np.int64),
-                np.array([d.num_bytes for d in docs], dtype=np.int64),
+                docs_units,
+                np.array(lens, dtype=np.int64),
+                np.array(blens, dtype=np.int64),
                 exact_chars=len(part),
                 exact_bytes=len(part.encode("utf-8")),
             )
@@ -94,7 +121,7 @@ def split_corpus(
         return out
     if split != "document":
         raise DataError(f"split must be 'document' or 'tail', got {split!r}")
-    docs = corpus.documents()
+    docs = corpus.documents(sentences=units == "sentence")
     _, val_idx = holdout_split(
         len(docs), val_fraction, seed, count=val_docs, what="documents",
         hint="add text, use doc_split='blank_line' (one document per paragraph) or split='tail'",
@@ -104,11 +131,19 @@ def split_corpus(
     out = {}
     for name, flag in (("train", False), ("val", True)):
         chosen = [d for d, v in zip(docs, is_val, strict=True) if v == flag]
-        out[name] = _SplitText(
-            [d.sentences for d in chosen],
-            np.array([d.num_chars for d in chosen], dtype=np.int64),
-            np.array([d.num_bytes for d in chosen], dtype=np.int64),
-        )
+        if units == "text":
+            texts = [d.text + DOC_SEPARATOR for d in chosen]
+            out[name] = _SplitText(
+                [t.splitlines(keepends=True) for t in texts],
+                np.array([len(t) for t in texts], dtype=np.int64),
+                np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64),
+            )
+        else:
+            out[name] = _SplitText(
+                [d.sentences for d in chosen],
+                np.array([d.num_chars for d in chosen], dtype=np.int64),
+                np.array([d.num_bytes for d in chosen], dtype=np.int64),
+            )
     return out
 
 
@@ -182,8 +217,9 @@ def _mp_methods() -> list[str]:
 
 
 def _tokenize_split(
-    st: _SplitText, tokenizer: Tokenizer, name: str, batch_sentences: int, workers: int, progress: bool
-) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    st: _SplitText, tokenizer: Tokenizer, name: str, batch_sentences: int, workers: int, progress: bool,
+    units: Units = "sentence",
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from tqdm import tqdm
 
     dtype = _token_dtype(tokenizer.vocab_size)
@@ -221,6 +257,15 @@ def _tokenize_split(
         "docs_without_tokens": int((~doc_kept).sum()),
         "sentences_without_tokens": int((~keep).sum()),
     }
+    if units == "text":
+        # once, here: does the token stream decode to exactly the text the model will be asked to predict?
+        text = "".join(sentences)
+        counts["round_trip"] = tokenizer.decode(tokens.tolist(), skip_special_tokens=False) == text
+        if not counts["round_trip"]:
+            log.info(
+                "%s split: the %s tokenizer does not give the text back (decode(encode(text)) != text); "
+                "bits per character are not computed on it", name, tokenizer.kind,
+            )  # fmt: skip
     if counts["docs_without_tokens"] or counts["sentences_without_tokens"]:
         log.warning(
             "%s split: dropped %d document(s) and %d sentence(s) that gave no tokens",
@@ -330,6 +375,7 @@ def prepare_corpus(
     doc_split: DocSplit = "blank_line",
     sentence_split: SentenceSplit = "auto",
     strip_gutenberg: bool = True,
+    units: Units = "sentence",
     workers: int = 0,
     batch_sentences: int = 4096,
     progress: bool = True,
@@ -350,6 +396,8 @@ def prepare_corpus(
         doc_split: ``"blank_line"`` (a paragraph is a document) or ``"file"`` (a text file is a document).
         sentence_split: ``"auto"``, ``"punct"`` or ``"line"`` (see the module docstring).
         strip_gutenberg: Remove Project Gutenberg headers and footers.
+        units: ``"sentence"`` (BERT: sentences, for sentence pairs) or ``"text"`` (GPT: the text with its line
+            breaks and spaces; see the module docstring).
         workers: 0 or 1: tokenize in this process (the Rust library's threads); N > 1: in N forked processes
             (where the platform can fork; it pays off on many cores: benchmarks/data_pipeline.py).
         batch_sentences: Sentences per ``encode_batch`` call.
@@ -361,7 +409,7 @@ def prepare_corpus(
     paths = resolve_files(files)
     settings = {"split": split, "val_fraction": val_fraction, "val_docs": val_docs, "seed": seed,
                 "text_field": text_field, "doc_split": doc_split, "sentence_split": sentence_split,
-                "strip_gutenberg": strip_gutenberg}  # fmt: skip
+                "strip_gutenberg": strip_gutenberg, "units": units}  # fmt: skip
     inputs = file_identities(paths)
     key = digest({"v": FORMAT_VERSION, "inputs": inputs, "tok": tok.fingerprint, "settings": settings})
     root = Path(out_dir)
@@ -373,7 +421,7 @@ def prepare_corpus(
             log.info("reusing prepared corpus %s", final)
             return pc
     corpus = read_corpus(paths, text_field, doc_split, sentence_split, strip_gutenberg)
-    parts = split_corpus(corpus, split, val_fraction, val_docs, seed)
+    parts = split_corpus(corpus, split, val_fraction, val_docs, seed, units)
     t_read = time.perf_counter() - t0
     if final.exists():  # stale (another key inside, or force): ours replaces it
         shutil.rmtree(final, ignore_errors=True)
@@ -381,7 +429,7 @@ def prepare_corpus(
         tmp.mkdir()
         stats: dict[str, dict[str, int]] = {}
         for name in SPLITS:
-            arrays, counts = _tokenize_split(parts[name], tok, name, batch_sentences, workers, progress)
+            arrays, counts = _tokenize_split(parts[name], tok, name, batch_sentences, workers, progress, units)
             if counts["num_tokens"] == 0:
                 raise DataError(
                     f"the {name} split has no tokens ({len(parts[name].docs)} documents of text that the tokenizer "

@@ -33,7 +33,7 @@ from lit_lm.data.io import require_file
 from lit_lm.data.resume import ResumableDataModule, check_loader_settings
 from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler, ShardedSampler
 from lit_lm.data.splits import check_fraction, holdout_split
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase
 from lit_lm.data.tokenizer_training import train_once
 from lit_lm.errors import DataError
 
@@ -250,7 +250,7 @@ def task_tokenizer(
     texts: Callable[[], Iterable[str]],
     key: Callable[[], Sequence[str]],
     vocab_size: int,
-    lowercase: bool,
+    lowercase: bool | None,
     cache_dir: str,
     kind: TokenizerKind = "wordpiece",
 ) -> Tokenizer:
@@ -263,6 +263,7 @@ def task_tokenizer(
     """
     if tokenizer is not None:
         return Tokenizer.from_file(tokenizer, lowercase=lowercase)
+    lowercase = resolve_lowercase(kind, lowercase)
     settings = {"task": list(key()), "vocab_size": vocab_size, "lowercase": lowercase}
     tok = train_once(settings, cache_dir, lambda: Tokenizer.train_from_texts(texts(), vocab_size, lowercase, kind=kind),
                      kind)  # fmt: skip
@@ -322,7 +323,7 @@ class TaskDataModule(ResumableDataModule):
         seed: int,
         val_fraction: float,
         vocab_size: int,
-        lowercase: bool,
+        lowercase: bool | None,
         cache_dir: str,
         tokenizer_kind: TokenizerKind = "wordpiece",
     ) -> None:
@@ -348,6 +349,8 @@ class TaskDataModule(ResumableDataModule):
             tokenizer, vocab_size, lowercase, cache_dir
         )
         self._tokenizer_kind: TokenizerKind = tokenizer_kind
+        if tokenizer is None:
+            resolve_lowercase(tokenizer_kind, lowercase)  # a bad combination fails here, not on first use
         self._splits: dict[str, list[Any]] = {}
         self.datasets: dict[str, Any] = {}
         self.stats: dict[str, dict[str, Any]] = {}

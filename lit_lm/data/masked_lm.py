@@ -235,7 +235,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         tokenizer: A ``tokenizer.json`` / BERT ``vocab.txt``; ``None`` = train a WordPiece tokenizer of
             ``vocab_size`` on the train split (cached in ``cache_dir``).
         vocab_size: Vocabulary size when training a tokenizer.
-        lowercase: Lowercase text (when training a tokenizer, or loading a ``vocab.txt``).
+        lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
+            and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
             ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         max_seq_length: Longest example, ``[CLS]``/``[SEP]`` included (at least 8).
@@ -257,7 +258,7 @@ class MaskedLMDataModule(PretrainingDataModule):
         files: list[str | Path] | None = None,
         tokenizer: str | Path | None = None,
         vocab_size: int = 8192,
-        lowercase: bool = True,
+        lowercase: bool | None = None,
         tokenizer_kind: TokenizerKind = "wordpiece",
         max_seq_length: int = 128,
         short_seq_prob: float = 0.1,

@@ -365,7 +365,8 @@ class MultipleChoiceDataModule(TaskDataModule):
         seed: Seed for shuffling, length grouping and the validation hold-out.
         val_fraction: Share of the training examples held out for validation when ``val_files`` is None.
         vocab_size: Vocabulary size of a tokenizer trained here (ignored when ``tokenizer`` is given).
-        lowercase: Lowercase text (a trained tokenizer, or a ``vocab.txt``).
+        lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
+            and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
             ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         cache_dir: Where trained task tokenizers are cached.
@@ -388,7 +389,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         seed: int = 42,
         val_fraction: float = 0.1,
         vocab_size: int = 8192,
-        lowercase: bool = True,
+        lowercase: bool | None = None,
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,

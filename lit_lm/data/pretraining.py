@@ -25,11 +25,11 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from lit_lm.data.builtin_text import write_builtin_corpus
-from lit_lm.data.corpus import PreparedCorpus, prepare_corpus
+from lit_lm.data.corpus import PreparedCorpus, Units, prepare_corpus
 from lit_lm.data.resume import ResumableDataModule, check_loader_settings, worker_ignores_interrupts
 from lit_lm.data.splits import check_fraction
 from lit_lm.data.text import resolve_files
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase
 from lit_lm.data.tokenizer_training import cached_tokenizer
 from lit_lm.errors import DataError
 
@@ -44,12 +44,16 @@ class PretrainingDataModule(ResumableDataModule):
     processes then read it from there.
     """
 
+    #: What the corpus is tokenized as (:mod:`lit_lm.data.corpus`): ``"text"`` for a causal LM, ``"sentence"``
+    #: for sentence pairs.
+    units: Units = "sentence"
+
     def __init__(
         self,
         files: Sequence[str | Path] | None,
         tokenizer: str | Path | None,
         vocab_size: int,
-        lowercase: bool,
+        lowercase: bool | None,
         batch_size: int,
         split: str,
         val_fraction: float,
@@ -71,6 +75,8 @@ class PretrainingDataModule(ResumableDataModule):
         self._user_files = resolve_files(files) if files else None  # a missing file is a clear error at once
         self._tokenizer_file, self._vocab_size, self._lowercase = tokenizer, vocab_size, lowercase
         self._tokenizer_kind: TokenizerKind = tokenizer_kind
+        if tokenizer is None:
+            resolve_lowercase(tokenizer_kind, lowercase)  # a bad combination fails here, not on first use
         self.corpus: PreparedCorpus | None = None
 
     @cached_property
@@ -80,7 +86,7 @@ class PretrainingDataModule(ResumableDataModule):
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
-        """The given tokenizer, or a WordPiece tokenizer of ``vocab_size`` trained on the train split (cached)."""
+        """The given tokenizer, or one of ``tokenizer_kind`` and ``vocab_size`` trained on the train split (cached)."""
         if self._tokenizer_file is not None:
             return Tokenizer.from_file(self._tokenizer_file, lowercase=self._lowercase)
         return cached_tokenizer(
@@ -92,7 +98,7 @@ class PretrainingDataModule(ResumableDataModule):
     def _prepare(self) -> PreparedCorpus:
         return prepare_corpus(
             self.files, self.tokenizer, self.cache_dir / "corpus", split=self.split, val_fraction=self.val_fraction,
-            seed=self.seed, text_field=self.text_field,
+            seed=self.seed, text_field=self.text_field, units=self.units,
         )  # fmt: skip
 
     def prepare_data(self) -> None:
@@ -128,6 +134,12 @@ class PretrainingDataModule(ResumableDataModule):
     def val_num_chars(self) -> int:
         """Characters of the validation text, for bits per character = NLL nats / (val_num_chars * ln 2)."""
         return self._corpus().num_chars("val")
+
+    @property
+    def val_round_trip(self) -> bool:
+        """Whether the validation tokens decode to exactly the validation text (checked once, when the corpus was
+        prepared with ``units="text"``): only then is NLL / ``val_num_chars`` a bits-per-character figure."""
+        return bool(self._corpus().stats("val").get("round_trip", False))
 
     @property
     def val_num_bytes(self) -> int:

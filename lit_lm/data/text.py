@@ -142,13 +142,19 @@ def _decode(path: Path, data: bytes) -> str:
 
 @dataclass
 class Document:
-    """One document: its sentences and the size of its text."""
+    """One document: its sentences, its text and the size of that text.
+
+    ``text`` is the document as it stands in the file, without the whitespace around it (a paragraph; a whole
+    file or JSONL record with ``doc_split="file"``, its inner blank lines kept); ``num_chars``/``num_bytes``
+    measure the text of its sentences (paragraphs without their separators).
+    """
 
     sentences: list[str]
     num_chars: int
     num_bytes: int
     source: str
     line: int
+    text: str = ""
 
 
 @dataclass
@@ -177,14 +183,14 @@ class CorpusText:
             {"path": str(f.path), "size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256} for f in self.files
         ]
 
-    def documents(self) -> list[Document]:
-        """All documents, in file order."""
+    def documents(self, sentences: bool = True) -> list[Document]:
+        """All documents, in file order (``sentences=False``: without splitting them into sentences)."""
         docs: list[Document] = []
         for f in self.files:
             for text, line in f.units:
                 docs.extend(
                     _documents_from_text(text, str(f.path), line, "file" if f.jsonl else self.doc_split,
-                                         self.sentence_split)
+                                         self.sentence_split if sentences else None)
                 )  # fmt: skip
         return docs
 
@@ -194,8 +200,9 @@ class CorpusText:
 
 
 def _documents_from_text(
-    text: str, source: str, first_line: int, doc_split: DocSplit, sentence_split: SentenceSplit
+    text: str, source: str, first_line: int, doc_split: DocSplit, sentence_split: SentenceSplit | None
 ) -> list[Document]:
+    """The documents of one text unit; ``sentence_split=None``: documents with their text only (no sentences)."""
     docs: list[Document] = []
     sentences: list[str] = []
     chars = nbytes = 0
@@ -207,9 +214,9 @@ def _documents_from_text(
         para = raw.strip()
         if para:
             para_line = line + raw.count("\n", 0, len(raw) - len(raw.lstrip()))
-            sents = split_sentences(para, sentence_split)
+            sents = split_sentences(para, sentence_split) if sentence_split is not None else []
             if doc_split == "blank_line":
-                docs.append(Document(sents, len(para), len(para.encode("utf-8")), source, para_line))
+                docs.append(Document(sents, len(para), len(para.encode("utf-8")), source, para_line, para))
             else:
                 if doc_line is None:
                     doc_line = para_line
@@ -219,8 +226,8 @@ def _documents_from_text(
         if m is not None:
             line += text.count("\n", pos, m.end())
             pos = m.end()
-    if doc_split == "file" and sentences:
-        docs.append(Document(sentences, chars, nbytes, source, doc_line or first_line))
+    if doc_split == "file" and chars:
+        docs.append(Document(sentences, chars, nbytes, source, doc_line or first_line, text.strip()))
     return docs
 
 

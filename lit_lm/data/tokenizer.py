@@ -52,6 +52,19 @@ def _configure(tk: HFTokenizer, lowercase: bool) -> None:
     tk.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
 
 
+def resolve_lowercase(kind: TokenizerKind, lowercase: bool | None) -> bool:
+    """Whether a tokenizer of ``kind`` lowercases: ``None`` means the kind's usual choice (WordPiece: uncased, as
+    BERT; byte-level BPE: the text as it is). A lowercasing BPE would not be lossless, so it is refused."""
+    if lowercase is None:
+        return kind == "wordpiece"
+    if lowercase and kind == "bpe":
+        raise DataError(
+            "lowercase=True needs a WordPiece tokenizer: a byte-level BPE keeps the text as it is, so that "
+            "decode(encode(text)) == text; leave lowercase unset (or false) or choose tokenizer_kind 'wordpiece'"
+        )
+    return lowercase
+
+
 def _is_byte_level(tk: HFTokenizer) -> bool:
     return isinstance(tk.pre_tokenizer, pre_tokenizers.ByteLevel) and isinstance(tk.decoder, decoders.ByteLevel)
 
@@ -111,13 +124,14 @@ class Tokenizer:
         cls,
         texts: Iterable[str],
         vocab_size: int = 30000,
-        lowercase: bool = True,
+        lowercase: bool | None = None,
         min_frequency: int = 2,
         limit_alphabet: int = 1000,
         kind: TokenizerKind = "wordpiece",
     ) -> Tokenizer:
-        """Train a tokenizer of ``kind`` on an iterable of strings (``lowercase`` and ``limit_alphabet``: WordPiece
-        only; byte-level BPE keeps the text as it is, so that it round-trips)."""
+        """Train a tokenizer of ``kind`` on an iterable of strings (``lowercase``: see :func:`resolve_lowercase`;
+        ``limit_alphabet``: WordPiece only; byte-level BPE keeps the text as it is, so that it round-trips)."""
+        lowercase = resolve_lowercase(kind, lowercase) if kind in ("wordpiece", "bpe") else False
         if vocab_size <= len(SPECIAL_TOKENS) + (256 if kind == "bpe" else 0):
             n = len(SPECIAL_TOKENS)
             least = f"the {n} special tokens" + (" and the 256 byte tokens" if kind == "bpe" else "")
@@ -160,13 +174,13 @@ class Tokenizer:
         return cls(tk)
 
     @classmethod
-    def from_file(cls, path: str | Path, lowercase: bool = True) -> Tokenizer:
+    def from_file(cls, path: str | Path, lowercase: bool | None = None) -> Tokenizer:
         """Load a ``tokenizer.json`` (ours or any WordPiece one) or a BERT ``vocab.txt``.
 
         Args:
             path: The file, a lit_lm ``.ckpt`` (which stores the tokenizer it was trained with), or a directory
                 holding ``tokenizer.json`` or ``vocab.txt`` (e.g. a Hugging Face checkpoint directory).
-            lowercase: For ``vocab.txt`` only: whether the vocabulary is uncased (most BERTs are).
+            lowercase: For ``vocab.txt`` only: whether the vocabulary is uncased (``None``: yes, as most BERTs).
         """
         p = Path(path)
         if p.is_dir():
@@ -185,7 +199,7 @@ class Tokenizer:
                 tk = HFTokenizer(models.WordPiece.from_file(str(p), unk_token=UNK))
             except Exception as e:  # the Rust error names no line; keep its text
                 raise DataError(f"not a WordPiece vocab.txt ({e})", p) from None
-            _configure(tk, lowercase)
+            _configure(tk, lowercase is not False)
             vocab = tk.get_vocab()
             if CLS in vocab and SEP in vocab:
                 tk.post_processor = _post_processor(vocab[CLS], vocab[SEP])

@@ -9,21 +9,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lit_lm.data.corpus import SplitMode, split_corpus
+from lit_lm.data.corpus import DOC_SEPARATOR, SplitMode, split_corpus
 from lit_lm.data.io import digest, file_identities
 from lit_lm.data.text import DocSplit, read_corpus, resolve_files
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase
 
 __all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
+
 
 def train_tokenizer(
     files: str | Path | Iterable[str | Path],
     vocab_size: int = 30000,
-    lowercase: bool = True,
+    lowercase: bool | None = None,
     min_frequency: int = 2,
     *,
     kind: TokenizerKind = "wordpiece",
@@ -40,7 +41,7 @@ def train_tokenizer(
     Args:
         files: Text/JSONL files or directories.
         vocab_size: Largest vocabulary size.
-        lowercase: Lowercase the text (uncased model; WordPiece only).
+        lowercase: Lowercase the text (uncased model; WordPiece only). Default: WordPiece yes, BPE no.
         min_frequency: Least count of a merged piece.
         kind: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless: GPT); see :mod:`lit_lm.data.tokenizer`.
         text_field: The text field of JSONL records.
@@ -53,15 +54,21 @@ def train_tokenizer(
         doc_split: ``blank_line`` (a paragraph is a document) or ``file``.
     """
     corpus = read_corpus(files, text_field, doc_split, "punct", strip_gutenberg)
-    if split is None:
-        docs = [d.sentences for d in corpus.documents()]
+    # WordPiece learns from sentences (BERT's units); a byte-level BPE from the text as a causal LM reads it
+    # (units="text": line breaks, spacing and document separators included), so those get pieces of their own.
+    if kind == "bpe":
+        if split is None:
+            texts = [d.text + DOC_SEPARATOR for d in corpus.documents(sentences=False)]
+        else:
+            texts = ["".join(d) for d in split_corpus(corpus, split, val_fraction, val_docs, seed, "text")["train"].docs]
     else:
-        docs = split_corpus(corpus, split, val_fraction, val_docs, seed)["train"].docs
-    # a BPE learns pieces across line ends too: its documents keep one sentence per line
-    joiner = "\n" if kind == "bpe" else " "
+        if split is None:
+            docs = [d.sentences for d in corpus.documents()]
+        else:
+            docs = split_corpus(corpus, split, val_fraction, val_docs, seed)["train"].docs
+        texts = [" ".join(d) for d in docs]
     return Tokenizer.train_from_texts(
-        (joiner.join(d) for d in docs), vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency,
-        kind=kind,
+        texts, vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency, kind=kind
     )  # fmt: skip
 
 
@@ -69,13 +76,14 @@ def cached_tokenizer(
     files: str | Path | Iterable[str | Path],
     cache_dir: str | Path,
     vocab_size: int = 30000,
-    lowercase: bool = True,
+    lowercase: bool | None = None,
     min_frequency: int = 2,
     kind: TokenizerKind = "wordpiece",
     **split_settings: Any,
 ) -> Tokenizer:
     """:func:`train_tokenizer`, cached by :func:`train_once` (key: input file identities and all settings)."""
     paths = resolve_files(files)
+    lowercase = resolve_lowercase(kind, lowercase)
     key = {"inputs": file_identities(paths), "vocab_size": vocab_size, "lowercase": lowercase,
            "min_frequency": min_frequency, "split": split_settings}  # fmt: skip
     return train_once(key, cache_dir, lambda: train_tokenizer(paths, vocab_size, lowercase, min_frequency, kind=kind,

@@ -6,6 +6,7 @@ import math
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import SumMetric
 
 from lit_lm.config import IGNORE_INDEX, ConfigError, TransformerConfig
@@ -19,7 +20,9 @@ class CausalLM(LMTask):
     Batches: ``{"input_ids": (B, T), "labels": (B, T)}`` with labels the next tokens (-100 = ignore).
     Logs ``train/loss``, ``val/loss`` (nats per token), ``val/ppl`` and ``val/bpc``: bits per character of the
     validation text, from the DataModule's ``val_num_chars`` and ``num_val_tokens``, so that models with
-    different tokenizers compare fairly. ``predict`` continues the prompts of a batch with :meth:`generate`.
+    different tokenizers compare fairly. ``val/bpc`` is logged only when the DataModule's ``val_round_trip`` says
+    that the validation tokens decode to exactly that text (a lossless tokenizer): otherwise the model would not
+    pay for what the tokenizer drops, and the run says so once. ``predict`` continues the prompts of a batch with :meth:`generate`.
 
     Args:
         max_new_tokens: Tokens to generate per prompt in ``predict``.
@@ -51,6 +54,7 @@ class CausalLM(LMTask):
         )  # fmt: skip
         self.val_nll = SumMetric()
         self.val_tokens = SumMetric()
+        self._said: set[str] = set()
 
     def build_heads(self, config: TransformerConfig) -> None:
         if not config.causal:
@@ -89,11 +93,39 @@ class CausalLM(LMTask):
         loss = nll / tokens
         self.log("val/loss", loss, prog_bar=True, sync_dist=False)
         self.log("val/ppl", torch.exp(loss))
+        bpc = self._bits_per_char(loss, int(tokens))
+        if bpc is not None:
+            self.log("val/bpc", bpc, prog_bar=True)
+
+    def _bits_per_char(self, loss: torch.Tensor, tokens: int) -> torch.Tensor | None:
+        """Bits per character of the validation text, or None (said once) where the DataModule cannot vouch that
+        the validation tokens are exactly its text: ``val_round_trip`` (decode(tokens) == text), ``val_num_chars``
+        and ``num_val_tokens`` (see :class:`~lit_lm.data.CausalLMDataModule`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         chars, total_tokens = getattr(datamodule, "val_num_chars", None), getattr(datamodule, "num_val_tokens", None)
-        if chars and total_tokens:
-            # bits per character: with a partial pass (limit_val_batches) this uses the text's chars per token.
-            self.log("val/bpc", loss * total_tokens / chars / math.log(2), prog_bar=True)
+        if not (chars and total_tokens):
+            return None
+        if not getattr(datamodule, "val_round_trip", False):
+            self._say_once(
+                "no_bpc",
+                "val/bpc not reported: the tokenizer does not give the validation text back exactly (a WordPiece "
+                "tokenizer drops line breaks and spacing, which the model then never pays for); use a byte-level "
+                "BPE (tokenizer_kind: bpe) for bits per character. val/loss and val/ppl are per token.",
+            )
+            return None
+        if tokens != total_tokens:
+            self._say_once(
+                "partial_bpc",
+                f"val/bpc is estimated: this validation pass predicted {tokens} of the {total_tokens} validation "
+                "tokens (limit_val_batches, or a sampler that pads), scaled by the text's characters per token",
+            )
+        # total NLL of the validation text (nats) / its characters / ln 2
+        return loss * total_tokens / chars / math.log(2)
+
+    def _say_once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            rank_zero_info(message)
 
     @torch.no_grad()
     def generate(

@@ -116,3 +116,18 @@ def test_causal_datamodule_trains_a_byte_level_bpe_when_asked(tmp_path: Path) ->
     assert batch["input_ids"].shape == (4, 32)
     text = "The old sailor walked.\nThen he sat down.\n"
     assert dm.tokenizer.decode(dm.tokenizer.encode(text)) == text
+
+
+def test_causal_datamodule_defaults_to_a_lossless_tokenizer_and_vouches_for_the_text(tmp_path: Path) -> None:
+    dm = CausalLMDataModule(cache_dir=tmp_path, vocab_size=600, block_size=32, batch_size=4, split="tail")
+    assert dm.tokenizer.kind == "bpe" and dm.tokenizer.lossless
+    assert dm.val_round_trip
+    assert dm.val_num_chars == len(dm.tokenizer.decode(dm.corpus.tokens("val").tolist()))
+    wp = CausalLMDataModule(cache_dir=tmp_path, vocab_size=600, block_size=32, tokenizer_kind="wordpiece")
+    assert not wp.val_round_trip
+
+
+def test_lowercase_is_refused_for_a_byte_level_bpe(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="lowercase=True needs a WordPiece tokenizer"):
+        CausalLMDataModule(cache_dir=tmp_path, lowercase=True)
+    assert CausalLMDataModule(cache_dir=tmp_path, lowercase=True, tokenizer_kind="wordpiece")

@@ -152,6 +152,54 @@ def test_tiny_shakespeare_tail_split_matches_nanogpt(shared_data_dir: Path, tmp_
     assert first.sentences == ["First Citizen:", "Before we proceed any further, hear me speak."]
 
 
+# --------------------------------------------------------------------------------------------- units="text"
+MESSY = "Line one,  spaced.\r\n\tTabbed\r\n\r\n\r\nÉté 🙂 — done.\nNo trailing newline"
+
+
+@pytest.fixture(scope="module")
+def bpe_tok() -> Tokenizer:
+    return Tokenizer.train_from_texts([MESSY * 3, story_docs(20)], vocab_size=400, kind="bpe")
+
+
+def test_text_units_tail_split_decode_to_the_exact_slices(tmp_path: Path, bpe_tok: Tokenizer) -> None:
+    f = tmp_path / "t.txt"
+    f.write_bytes(("\ufeff" + MESSY * 10).encode("utf-8"))  # BOM and CRLF: the reader's two normalisations
+    text = (MESSY * 10).replace("\r\n", "\n")
+    pc = prepare_corpus([f], bpe_tok, tmp_path / "c", split="tail", val_fraction=0.25, units="text", progress=False)
+    cut = int(len(text) * 0.75)
+    for name, part in (("train", text[:cut]), ("val", text[cut:])):
+        assert bpe_tok.decode(pc.tokens(name).tolist()) == part  # every character, line breaks and spaces
+        assert pc.num_chars(name) == len(part) and pc.num_bytes(name) == len(part.encode("utf-8"))
+        assert pc.stats(name)["round_trip"] is True
+    assert pc.meta["settings"]["units"] == "text"
+
+
+def test_text_units_document_split_keep_each_documents_text_and_a_blank_line(tmp_path: Path, bpe_tok) -> None:
+    f = tmp_path / "d.txt"
+    paras = [f"Paragraph {i}.\n  Its second line,   spaced." for i in range(12)]
+    f.write_text("\n\n\n".join(paras) + "\n")
+    pc = prepare_corpus([f], bpe_tok, tmp_path / "c", val_docs=3, units="text", progress=False)
+    val = bpe_tok.decode(pc.tokens("val").tolist())
+    chosen = [p for p in paras if p + "\n\n" in val]
+    assert len(chosen) == 3 and val == "".join(p + "\n\n" for p in chosen)  # file order, exact text
+    assert pc.num_chars("val") == len(val) and pc.num_docs("val") == 3
+    assert pc.stats("val")["round_trip"] is True
+    off = pc.doc_offsets("val")
+    assert bpe_tok.decode(pc.tokens("val")[off[0] : off[1]].tolist()) == chosen[0] + "\n\n"
+
+
+def test_text_units_with_wordpiece_do_not_round_trip(tmp_path: Path) -> None:
+    f = tmp_path / "t.txt"
+    f.write_text(MESSY * 10)
+    tok = words_tokenizer(MESSY)
+    pc = prepare_corpus([f], tok, tmp_path / "c", split="tail", units="text", progress=False)
+    assert pc.stats("val")["round_trip"] is False
+    sentence = prepare_corpus([f], tok, tmp_path / "c", split="tail", progress=False)
+    assert "round_trip" not in sentence.stats("val") and sentence.key != pc.key
+    with pytest.raises(DataError, match="units must be"):
+        prepare_corpus([f], tok, tmp_path / "c", units="words", progress=False)  # type: ignore[arg-type]
+
+
 def test_prepare_errors(tmp_path: Path, story_tok: Tokenizer) -> None:
     f = tmp_path / "s.txt"
     f.write_text(story_docs(10))

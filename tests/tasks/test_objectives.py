@@ -158,3 +158,31 @@ def test_unknown_preset_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="unknown preset 'gpt-huge'"):
         CausalLM(preset="gpt-huge", vocab_size=V)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_causal_lm_reports_bits_per_character_only_over_text_it_round_trips(kind, tmp_path, caplog):
+    from lit_lm.data import CausalLMDataModule
+
+    dm = CausalLMDataModule(cache_dir=tmp_path, vocab_size=400, block_size=16, batch_size=8, split="tail",
+                            tokenizer_kind=kind)  # fmt: skip
+    torch.manual_seed(0)
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=dm.vocab_size)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with caplog.at_level("INFO"):
+        metrics = trainer.validate(model, dm, verbose=False)[0]
+        trainer.validate(model, dm, verbose=False)
+    said = [r for r in caplog.records if "val/bpc not reported" in r.getMessage()]
+    if kind == "wordpiece":
+        assert "val/bpc" not in metrics and len(said) == 1  # once per run, not once per validation
+        return
+    assert not said
+    # the same figure from scratch: total NLL of every validation token over every validation character
+    nll = 0.0
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            logits = model(batch["input_ids"]).float()
+            nll += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(),
+                                                           reduction="sum"))  # fmt: skip
+    chars = len(dm.tokenizer.decode(dm.corpus.tokens("val").tolist()))
+    assert metrics["val/bpc"] == pytest.approx(nll / chars / math.log(2), rel=1e-4)
