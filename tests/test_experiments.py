@@ -104,7 +104,7 @@ def test_predict_keeps_the_model_settings_typed_over_the_checkpoints(tmp_path, p
     ckpt = str(pretrained["gpt"])
     c = cli(
         "predict", "--model", "lit_lm.tasks.CausalLM", "--data", "lit_lm.data.PromptDataModule",
-        "--data.tokenizer", ckpt, "--data.prompts", '["the old sailor"]', "--ckpt_path", ckpt,
+        "--data.tokenizer", ckpt, "--data.prompts", '["the old\\n  sailor"]', "--ckpt_path", ckpt,
         "--model.max_new_tokens", "3", "--model.top_k", "5",
         "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path),
         "--trainer.enable_progress_bar", "false",
@@ -113,4 +113,4 @@ def test_predict_keeps_the_model_settings_typed_over_the_checkpoints(tmp_path, p
     [batch] = c.trainer.predict_loop.predictions
     [prompt] = list(c.datamodule.predict_dataloader())
     assert batch["input_ids"].shape[-1] == prompt["input_ids"].shape[-1] + 3  # not the checkpoint's 64 new tokens
-    assert ">>> " in capsys.readouterr().out
+    assert ">>> the old\n  sailor" in capsys.readouterr().out  # a GPT's byte-level BPE keeps line breaks and spacing

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from lit_lm import __version__
@@ -43,7 +44,9 @@ class LMTask(L.LightningModule):
         eps: AdamW epsilon.
         warmup_steps: Linear warm-up length: a number of optimizer steps, or a fraction of all steps if < 1.
         lr_schedule: Decay after warm-up: ``linear`` to ``min_lr_ratio * lr`` (BERT), ``cosine`` (GPT-1),
-            or ``constant``.
+            or ``constant``. The decay ends with the run's budget: ``max_steps`` (or the epochs), or the trainer's
+            ``max_time``, whichever is used up first, so that a run bounded by time also ends at ``min_lr_ratio``
+            (the budget-aware schedules of Geiping & Goldstein 2022, "Cramming").
         min_lr_ratio: Final learning rate as a fraction of the peak.
     """
 
@@ -262,7 +265,7 @@ class LMTask(L.LightningModule):
             self.parameter_groups(), lr=hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps, fused=fused
         )
         total = self.trainer.estimated_stepping_batches
-        schedule = lr_lambda(hp.lr_schedule, hp.warmup_steps, total, hp.min_lr_ratio)
+        schedule = lr_lambda(hp.lr_schedule, hp.warmup_steps, total, hp.min_lr_ratio, time_budget_used(self.trainer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -286,11 +289,28 @@ def _check_same_tokenizer(data_tokenizer: Any, pretrained_json: str | None, sour
         )
 
 
-def lr_lambda(schedule: str, warmup: float, total_steps: float, min_ratio: float):
+def time_budget_used(trainer: L.Trainer) -> Callable[[], float] | None:
+    """The share of the trainer's ``max_time`` used so far (Lightning's ``Timer``: it counts from the start of
+    training, validation included, and resumes with the checkpoint), or None when time does not bound the run."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is None or timer.time_remaining("train") is None:
+        return None
+
+    def used() -> float:
+        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train") or 0.0
+        return elapsed / max(elapsed + remaining, 1e-9)
+
+    return used
+
+
+def lr_lambda(
+    schedule: str, warmup: float, total_steps: float, min_ratio: float, time_used: Callable[[], float] | None = None
+):
     """Multiplier of the peak learning rate at each optimizer step: linear warm-up, then the decay.
 
-    ``total_steps`` may be infinite (a run bounded only by time): decay then cannot be planned and the rate stays
-    at its peak after warm-up.
+    The decay's progress is the larger of the steps done after warm-up over those planned (``total_steps``) and,
+    with a time budget, the share of it used (``time_used()``, 0 to 1). ``total_steps`` may be infinite; with no
+    time budget either, decay cannot be planned and the rate stays at its peak after warm-up.
     """
     finite = math.isfinite(total_steps)
     warmup_steps = int(warmup * total_steps) if 0 < warmup < 1 and finite else int(warmup)
@@ -298,9 +318,12 @@ def lr_lambda(schedule: str, warmup: float, total_steps: float, min_ratio: float
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        if schedule == "constant" or not finite:
+        if schedule == "constant" or not (finite or time_used):
             return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps) if finite else 0.0
+        if time_used is not None:
+            progress = max(progress, time_used())
+        progress = min(1.0, progress)
         if schedule == "linear":
             return min_ratio + (1 - min_ratio) * (1 - progress)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -103,7 +103,7 @@ class CausalLM(LMTask):
         and ``num_val_tokens`` (see :class:`~lit_lm.data.CausalLMDataModule`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         chars, total_tokens = getattr(datamodule, "val_num_chars", None), getattr(datamodule, "num_val_tokens", None)
-        if not (chars and total_tokens):
+        if self.trainer.sanity_checking or not (chars and total_tokens):  # (sanity-check metrics are not logged)
             return None
         if not getattr(datamodule, "val_round_trip", False):
             self._say_once(

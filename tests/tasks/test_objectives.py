@@ -129,7 +129,33 @@ def test_lr_schedules():
     assert lin(110) == pytest.approx(0.0)
     cos = lr_lambda("cosine", 0.1, 100, 0.1)  # a fraction: 10 warm-up steps
     assert cos(4) == pytest.approx(0.5) and cos(55) == pytest.approx(0.55) and cos(100) == pytest.approx(0.1)
-    assert lr_lambda("cosine", 5, float("inf"), 0.0)(1000) == 1.0  # time-bounded run: no planned decay
+    assert lr_lambda("cosine", 5, float("inf"), 0.0)(1000) == 1.0  # no step or time budget: no planned decay
+    used = [0.0]
+    timed = lr_lambda("linear", 5, float("inf"), 0.0, lambda: used[0])  # bounded by time only
+    used[0] = 0.25
+    assert timed(2) == pytest.approx(0.6) and timed(50) == pytest.approx(0.75)
+    used[0] = 1.0
+    assert timed(51) == pytest.approx(0.0)
+    both = lr_lambda("linear", 0, 100, 0.0, lambda: used[0])  # steps and time: whichever runs out first
+    used[0] = 0.1
+    assert both(50) == pytest.approx(0.5) and lr_lambda("constant", 0, 100, 0.0, lambda: 0.9)(50) == 1.0
+
+
+def test_a_time_budget_decays_the_learning_rate_to_its_end():
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, lr_schedule="linear", learning_rate=1e-3)
+    x = _ids(T=17)
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    loader = DataLoader(_Repeat({"input_ids": x[:, :-1], "labels": x[:, 1:]}, 10**6), batch_size=None)
+    trainer = L.Trainer(max_time={"seconds": 3}, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Record()], accelerator="cpu")  # fmt: skip
+    trainer.fit(model, loader)
+    assert len(lrs) > 10 and lrs[0] > 0.9e-3  # the first step at the peak ...
+    assert lrs[-1] < 0.2e-3 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))  # ... the last near zero
 
 
 def test_generate_respects_greedy_and_length():
