@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     table = (
         f"### nanogpt_shakespeare: tiny shakespeare, bits per character over the whole validation text, "
         f"{date.today()}\n\n"
-        f"Machine: {machine()}; torch {torch.__version__}. One run of `benchmarks/nanogpt_shakespeare.py`, the two arms "
-        f"one after the other. Validation: the last 10% of the characters ({len(text) - int(len(text) * 0.9):,}), "
+        f"Machine: {machine()}; torch {torch.__version__}. One run of `benchmarks/nanogpt_shakespeare.py`, the two "
+        f"arms one after the other. Validation: the last 10% of the characters ({len(text) - int(len(text) * 0.9):,}), "
         f"every character predicted once by both.\n\n"
         "| arm | tokens | bpc (whole val text) | training | set-up before training |\n|---|---|---:|---|---|\n"
         f"| nanoGPT, README CPU recipe (4x128, 2000 iters of 12x64) | characters (65) | {nano['bpc']:.3f} | "

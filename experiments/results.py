@@ -165,9 +165,15 @@ def passed(exp: Experiment, value: float | None, results: dict[str, float | None
 
 
 def machine() -> str:
-    from lit_lm.callbacks import cpu_name
+    from lit_lm.hardware import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def detected_precision() -> str:
+    from lit_lm.hardware import detect_precision
+
+    return f"`{detect_precision('cpu').precision}`"
 
 
 def table() -> tuple[str, dict[str, dict]]:
@@ -257,7 +263,8 @@ def report(readme: bool) -> None:
     plots = plot(logs_by_name)
     block = "\n".join([
         BEGIN,
-        f"Measured on {machine()}, one run each (seeds in the configs), `precision: 32-true`. "
+        f"Measured on {machine()}, one run each (seeds in the configs), precision as detected for this CPU "
+        f"({detected_precision()}). "
         "Prep: tokenizer training, data preparation and model set-up; Train: the fit's training and validation "
         "(bounded by the config's `max_time`); Test: the `test` command on the best checkpoint.",
         "",

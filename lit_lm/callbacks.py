@@ -13,10 +13,8 @@ Both work with any LightningModule; MFU needs a ``flops_per_token(seq_len)`` met
 
 from __future__ import annotations
 
-import platform
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -27,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_lm._lightning import rich_available
 from lit_lm.errors import NonFiniteLossError
+from lit_lm.hardware import cpu_name  # re-exported from its old home
 
 __all__ = [
     "GPU_PEAK_FLOPS",
@@ -78,17 +77,6 @@ def _table_peak(device: torch.device, dtype: torch.dtype) -> float | None:
         if all(word in name for word in chip.split()):
             return peaks[key]
     return None
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), for benchmark records."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def peak_flops_for(device: torch.device, precision: str) -> float | None:

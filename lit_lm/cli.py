@@ -21,6 +21,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from lit_lm import serialization
 from lit_lm._lightning import HPARAMS_CLASS_PATH_KEY, HPARAMS_INSTANTIATOR_KEY
@@ -28,6 +29,7 @@ from lit_lm.callbacks import NaNGuard, TokenThroughputMonitor, progress_bar
 from lit_lm.checkpointing import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, resume_command
 from lit_lm.cli_parser import LitLMArgumentParser
 from lit_lm.errors import CheckpointError, LitLMError
+from lit_lm.hardware import PrecisionChoice, detect_precision
 from lit_lm.tasks import LMTask
 
 _EXTRA_COMMANDS = {
@@ -109,6 +111,15 @@ class LitLMCLI(LightningCLI):
         root = Path(trainer.get("default_root_dir") or "runs/default")
         trainer["default_root_dir"] = str(root)
         self._resolve_ckpt_path()
+        self._precision_choice: PrecisionChoice | None = None
+        if trainer.get("precision") is None:  # not set by the config or the command line: the machine's fastest
+            accelerator = trainer.get("accelerator")
+            self._precision_choice = detect_precision(accelerator if isinstance(accelerator, str) else "auto")
+            trainer["precision"] = self._precision_choice.precision
+            rank_zero_info(
+                f"lit_lm: precision {self._precision_choice.precision} (detected: {self._precision_choice.reason}; "
+                "set --trainer.precision to choose)"
+            )
         if trainer.get("logger") in (None, True):
             trainer["logger"] = {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -222,6 +233,17 @@ class LitLMCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())
         kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        choice = getattr(self, "_precision_choice", None)
+        logger = self.trainer.logger
+        if choice is not None and logger is not None:  # beside the model's hyperparameters (hparams.yaml)
+            params = {"precision": choice.precision, "precision_detected": choice.reason}
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(params, metrics={})  # no hp_metric event before training starts
+            else:
+                logger.log_hyperparams(params)
 
     def after_predict(self) -> None:
         if self.trainer.is_global_zero:

@@ -71,4 +71,5 @@ def detect_precision(accelerator: str = "auto") -> PrecisionChoice:
     capability = torch.backends.cpu.get_cpu_capability()
     if found:
         return PrecisionChoice("bf16-mixed", f"CPU {cpu_name()} has {'/'.join(found)} (torch: {capability})")
-    return PrecisionChoice("32-true", f"CPU {cpu_name()} has no native bf16 (torch: {capability}; bf16 would be emulated)")
+    reason = f"CPU {cpu_name()} has no native bf16 (torch: {capability}; bf16 would be emulated)"
+    return PrecisionChoice("32-true", reason)

@@ -60,7 +60,8 @@ def train_tokenizer(
         if split is None:
             texts = [d.text + DOC_SEPARATOR for d in corpus.documents(sentences=False)]
         else:
-            texts = ["".join(d) for d in split_corpus(corpus, split, val_fraction, val_docs, seed, "text")["train"].docs]
+            train = split_corpus(corpus, split, val_fraction, val_docs, seed, "text")["train"]
+            texts = ["".join(d) for d in train.docs]
     else:
         if split is None:
             docs = [d.sentences for d in corpus.documents()]

@@ -22,7 +22,8 @@ class CausalLM(LMTask):
     validation text, from the DataModule's ``val_num_chars`` and ``num_val_tokens``, so that models with
     different tokenizers compare fairly. ``val/bpc`` is logged only when the DataModule's ``val_round_trip`` says
     that the validation tokens decode to exactly that text (a lossless tokenizer): otherwise the model would not
-    pay for what the tokenizer drops, and the run says so once. ``predict`` continues the prompts of a batch with :meth:`generate`.
+    pay for what the tokenizer drops, and the run says so once. ``predict`` continues the prompts of a batch with
+    :meth:`generate`.
 
     Args:
         max_new_tokens: Tokens to generate per prompt in ``predict``.
