@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from lit_lm.data.corpus import PreparedCorpus
-from lit_lm.data.masking import MLMCollator
+from lit_lm.data.masking import MLMCollator, check_replacement_ratios
 from lit_lm.data.pretraining import PretrainingDataModule
 from lit_lm.data.samplers import ShardedSampler
 from lit_lm.data.tokenizer import TokenizerKind
@@ -244,6 +244,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         nsp: Sentence pairs with next sentence prediction labels; else single segments.
         mlm_probability: Share of maskable tokens to predict, in (0, 1).
         whole_word_masking: Mask whole words rather than single WordPiece tokens.
+        mask_token_ratio: Share of the chosen tokens replaced by ``[MASK]`` (BERT: 0.8).
+        random_token_ratio: Share of the chosen tokens replaced by a random token (BERT: 0.1); the rest stay.
         pad_to_multiple_of: Pad batch lengths up to a multiple of this.
         batch_size: Examples per batch.
         val_fraction: Share of documents for validation.
@@ -265,6 +267,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         nsp: bool = True,
         mlm_probability: float = 0.15,
         whole_word_masking: bool = False,
+        mask_token_ratio: float = 0.8,
+        random_token_ratio: float = 0.1,
         pad_to_multiple_of: int | None = None,
         batch_size: int = 32,
         val_fraction: float = 0.05,
@@ -283,6 +287,8 @@ class MaskedLMDataModule(PretrainingDataModule):
                          num_workers, seed, text_field, tokenizer_kind)  # fmt: skip
         self.max_seq_length, self.short_seq_prob, self.nsp = max_seq_length, short_seq_prob, nsp
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
+        check_replacement_ratios(mask_token_ratio, random_token_ratio)
+        self.mask_token_ratio, self.random_token_ratio = mask_token_ratio, random_token_ratio
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise DataError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -303,7 +309,8 @@ class MaskedLMDataModule(PretrainingDataModule):
                 )
         tk = self.tokenizer
         self.collator = MLMCollator(tk, self.mlm_probability, self.whole_word_masking, self.pad_to_multiple_of,
-                                    self.seed)  # fmt: skip
+                                    self.seed, mask_token_ratio=self.mask_token_ratio,
+                                    random_token_ratio=self.random_token_ratio)  # fmt: skip
         self.train_sampler = PairSampler(pc, "train", self.max_seq_length, self.short_seq_prob, self.nsp, self.seed)
         self.train_dataset = SentencePairDataset(pc, "train", tk.cls_id, tk.sep_id)
         val_rng = random.Random(f"lit_lm-pairs-{self.seed}-val")

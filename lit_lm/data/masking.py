@@ -14,7 +14,20 @@ from lit_lm.config import IGNORE_INDEX
 from lit_lm.data.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
-__all__ = ["MLMCollator"]
+__all__ = ["MLMCollator", "check_replacement_ratios"]
+
+
+def check_replacement_ratios(mask_token_ratio: float, random_token_ratio: float) -> None:
+    """Both shares in [0, 1] and together at most 1 (the rest of the chosen tokens stay unchanged)."""
+    if not (0.0 <= mask_token_ratio <= 1.0 and 0.0 <= random_token_ratio <= 1.0):
+        raise DataError(
+            f"mask_token_ratio and random_token_ratio must be in [0, 1], got {mask_token_ratio} and {random_token_ratio}"
+        )
+    if mask_token_ratio + random_token_ratio > 1.0 + 1e-9:
+        raise DataError(
+            f"mask_token_ratio + random_token_ratio must be at most 1 (the rest stay unchanged), got "
+            f"{mask_token_ratio} + {random_token_ratio}"
+        )
 
 
 class MLMCollator:
@@ -23,7 +36,8 @@ class MLMCollator:
     Masking follows google-research BERT: per sequence exactly ``max(1, round(mlm_probability * n))`` of the
     ``n`` maskable tokens (not special, not padding) are chosen — a fixed count per sequence, not HF's Bernoulli
     draw — and of those 80% become ``[MASK]``, 10% a random non-special token, 10% stay unchanged (decided per
-    token). With ``whole_word_masking`` whole words (a token plus its following ``##`` pieces) are chosen in a
+    token; ``mask_token_ratio`` and ``random_token_ratio`` set the first two shares, e.g. 1.0/0.0 as in Wettig et
+    al. 2022, "Should You Mask 15% in Masked Language Modeling?"). With ``whole_word_masking`` whole words (a token plus its following ``##`` pieces) are chosen in a
     random order while the running count stays within the budget (at least one word).
 
     Reproducibility: when every example has an integer ``"key"`` (the DataModules' do), the batch's generator is
@@ -46,6 +60,8 @@ class MLMCollator:
         vocab_size: Vocabulary size (random replacements are drawn below it).
         special_ids: Ids never masked nor drawn as replacements (``[PAD] [UNK] [CLS] [SEP] [MASK] ...``).
         continuation_mask: Boolean array over the vocabulary, True for ``##`` pieces (whole-word masking).
+        mask_token_ratio: Share of the chosen tokens replaced by ``[MASK]`` (BERT: 0.8).
+        random_token_ratio: Share replaced by a random token (BERT: 0.1); the rest stay unchanged.
     """
 
     def __init__(
@@ -61,9 +77,13 @@ class MLMCollator:
         vocab_size: int | None = None,
         special_ids: Sequence[int] | None = None,
         continuation_mask: np.ndarray | None = None,
+        mask_token_ratio: float = 0.8,
+        random_token_ratio: float = 0.1,
     ) -> None:
         if not 0.0 < mlm_probability < 1.0:
             raise DataError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+        check_replacement_ratios(mask_token_ratio, random_token_ratio)
+        self.mask_token_ratio, self.random_token_ratio = mask_token_ratio, random_token_ratio
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise DataError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         if tokenizer is not None:
@@ -168,8 +188,8 @@ class MLMCollator:
             chosen = self._choose_words(input_ids, cand, k, g, t["cont"])
         labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         u = torch.rand(B, T, generator=g)
-        to_mask = chosen & (u < 0.8)
-        to_random = chosen & (u >= 0.8) & (u < 0.9)
+        to_mask = chosen & (u < self.mask_token_ratio)
+        to_random = chosen & (u >= self.mask_token_ratio) & (u < self.mask_token_ratio + self.random_token_ratio)
         out = input_ids.clone()
         out[to_mask] = self.mask_id
         n_rand = int(to_random.sum())

@@ -196,8 +196,12 @@ def random_batch(rng: np.random.Generator, n: int = 64, vocab: int = 1000) -> li
     return out
 
 
-def test_masking_statistics() -> None:
-    coll = MLMCollator(pad_id=0, mask_id=4, vocab_size=1000, special_ids=range(7), seed=0)
+@pytest.mark.parametrize(
+    ("p", "mask_ratio", "random_ratio"), [(0.15, 0.8, 0.1), (0.3, 1.0, 0.0), (0.3, 0.5, 0.5), (0.15, 0.0, 0.0)]
+)  # BERT's 15% and 80/10/10; Wettig et al.'s 30% with all [MASK]; any split
+def test_masking_statistics(p: float, mask_ratio: float, random_ratio: float) -> None:
+    coll = MLMCollator(pad_id=0, mask_id=4, vocab_size=1000, special_ids=range(7), seed=0, mlm_probability=p,
+                       mask_token_ratio=mask_ratio, random_token_ratio=random_ratio)  # fmt: skip
     rng = np.random.default_rng(0)
     examples = random_batch(rng)
     counts = {"mask": 0, "random": 0, "same": 0}
@@ -213,16 +217,29 @@ def test_masking_statistics() -> None:
         assert torch.equal(batch["labels"][chosen], ids[chosen])
         assert torch.equal(batch["input_ids"][~chosen], ids[~chosen])
         n = maskable.sum(1).double()
-        assert torch.equal(chosen.sum(1), torch.floor(n * 0.15 + 0.5).clamp(min=1).long())
+        assert torch.equal(chosen.sum(1), torch.floor(n * p + 0.5).clamp(min=1).long())
         got = batch["input_ids"][chosen]
         counts["mask"] += int((got == 4).sum())
         counts["same"] += int((got == ids[chosen]).sum())
         counts["random"] += int(((got != 4) & (got != ids[chosen])).sum())
         assert (got[got != 4] >= 7).all()  # random replacements are never special
     total = sum(counts.values())
-    assert abs(counts["mask"] / total - 0.8) < 0.015
-    assert abs(counts["random"] / total - 0.1) < 0.01
-    assert abs(counts["same"] / total - 0.1) < 0.01
+    assert abs(counts["mask"] / total - mask_ratio) < 0.015
+    # a random replacement equal to the original counts as unchanged (1 in ~1000 here)
+    assert abs(counts["random"] / total - random_ratio) < 0.01
+    assert abs(counts["same"] / total - (1 - mask_ratio - random_ratio)) < 0.01
+
+
+def test_replacement_ratios_are_checked(cache: Path) -> None:
+    with pytest.raises(DataError, match="at most 1"):
+        MLMCollator(pad_id=0, mask_id=4, vocab_size=100, mask_token_ratio=0.9, random_token_ratio=0.2)
+    with pytest.raises(DataError, match=r"must be in \[0, 1\]"):
+        MaskedLMDataModule(cache_dir=cache, mask_token_ratio=-0.1)
+    dm = MaskedLMDataModule(cache_dir=cache, mlm_probability=0.3, mask_token_ratio=1.0, random_token_ratio=0.0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    chosen = batch["labels"] != -100
+    assert (batch["input_ids"][chosen] == dm.tokenizer.mask_id).all()
 
 
 def test_masking_share_over_a_real_batch(cache: Path) -> None:
