@@ -21,7 +21,8 @@ def check_replacement_ratios(mask_token_ratio: float, random_token_ratio: float)
     """Both shares in [0, 1] and together at most 1 (the rest of the chosen tokens stay unchanged)."""
     if not (0.0 <= mask_token_ratio <= 1.0 and 0.0 <= random_token_ratio <= 1.0):
         raise DataError(
-            f"mask_token_ratio and random_token_ratio must be in [0, 1], got {mask_token_ratio} and {random_token_ratio}"
+            "mask_token_ratio and random_token_ratio must be in [0, 1], "
+            f"got {mask_token_ratio} and {random_token_ratio}"
         )
     if mask_token_ratio + random_token_ratio > 1.0 + 1e-9:
         raise DataError(
@@ -37,7 +38,8 @@ class MLMCollator:
     ``n`` maskable tokens (not special, not padding) are chosen — a fixed count per sequence, not HF's Bernoulli
     draw — and of those 80% become ``[MASK]``, 10% a random non-special token, 10% stay unchanged (decided per
     token; ``mask_token_ratio`` and ``random_token_ratio`` set the first two shares, e.g. 1.0/0.0 as in Wettig et
-    al. 2022, "Should You Mask 15% in Masked Language Modeling?"). With ``whole_word_masking`` whole words (a token plus its following ``##`` pieces) are chosen in a
+    al. 2022, "Should You Mask 15% in Masked Language Modeling?").
+    With ``whole_word_masking`` whole words (a token plus its following ``##`` pieces) are chosen in a
     random order while the running count stays within the budget (at least one word).
 
     Reproducibility: when every example has an integer ``"key"`` (the DataModules' do), the batch's generator is
