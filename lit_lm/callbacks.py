@@ -132,7 +132,9 @@ class TokenThroughputMonitor(L.Callback):
     - ``throughput/tflops_per_device``: achieved model TFLOP/s (``pl_module.flops_per_token(seq_len)`` per token,
       i.e. 6 FLOPs per weight per token plus attention and the heads' useful work; padding tokens count);
     - ``throughput/mfu``: those FLOP/s over the device's peak for the run's precision, when the peak is known
-      (``peak_flops``, or :func:`peak_flops_for`: Lightning's table of GPUs and TPUs, :data:`GPU_PEAK_FLOPS`).
+      (``peak_flops``, or :func:`peak_flops_for`: Lightning's table of GPUs and TPUs, :data:`GPU_PEAK_FLOPS`);
+    - ``throughput/tokens_seen``: all training tokens so far, all devices, every batch counted (padding included),
+      kept in the checkpoint so that a resumed run goes on counting; logged on the same grid and at the end.
 
     Tokens and samples are read from ``batch["input_ids"].shape``: no ``.item()``, no sync in the hot path. The
     clock is read (after one ``cuda.synchronize``) only on logging steps, so the figures are averages over the
@@ -161,7 +163,15 @@ class TokenThroughputMonitor(L.Callback):
         self._val_t0: float | None = None
         self._flops_cache: dict[int, float | None] = {}
         self._warned = False
+        #: Training tokens so far on this rank (``input_ids`` elements of every batch), restored on resume.
+        self.tokens_seen = 0
         self._reset_window(0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokens_seen": self.tokens_seen}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.tokens_seen = int(state_dict.get("tokens_seen", 0))
 
     def _reset_window(self, step: int) -> None:
         self._tokens = self._samples = 0
@@ -194,6 +204,7 @@ class TokenThroughputMonitor(L.Callback):
                 self._warned = True
             return
         step = trainer.global_step
+        self.tokens_seen += shape[0]
         if self._t_last is None:  # the clock starts after the first batch: warm-up is not counted
             _sync(self._device)
             self._t_last = time.perf_counter()
@@ -216,6 +227,7 @@ class TokenThroughputMonitor(L.Callback):
             "throughput/tokens_per_sec": self._tokens * world / elapsed,
             "throughput/samples_per_sec": self._samples * world / elapsed,
             "throughput/tokens_per_sec_per_device": self._tokens / elapsed,
+            "throughput/tokens_seen": float(self.tokens_seen * world),
         }
         if self._flops:
             flops_per_sec = self._flops / elapsed
@@ -228,6 +240,12 @@ class TokenThroughputMonitor(L.Callback):
                 logger.log_metrics(metrics, step=step)
         self._t_last = now
         self._reset_window(step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.tokens_seen:
+            for logger in trainer.loggers:
+                logger.log_metrics({"throughput/tokens_seen": float(self.tokens_seen * trainer.world_size)},
+                                   step=trainer.global_step)  # fmt: skip
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._t_last is not None and not trainer.sanity_checking:

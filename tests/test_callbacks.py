@@ -84,6 +84,20 @@ def test_throughput_monitor_logs_rates_and_mfu_every_n_steps(tmp_path):
     assert monitor.metrics == rows[-1][1]
 
 
+def test_tokens_seen_counts_every_batch_and_survives_a_resume(tmp_path):
+    logger = _Memory()
+    monitor = TokenThroughputMonitor(log_every_n_steps=2)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = _trainer(tmp_path, [monitor, ckpt], 5, logger=logger)
+    trainer.fit(_model(), DataLoader(_Batches(10), batch_size=None))
+    assert monitor.tokens_seen == 5 * 4 * 16  # the first batch too
+    assert logger.rows[-1] == (5, {"throughput/tokens_seen": 320.0})  # at the end
+    resumed = TokenThroughputMonitor(log_every_n_steps=2)
+    trainer = _trainer(tmp_path, [resumed, ModelCheckpoint(dirpath=tmp_path)], 8, logger=_Memory())
+    trainer.fit(_model(), DataLoader(_Batches(10), batch_size=None), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.tokens_seen == 8 * 4 * 16
+
+
 def test_throughput_monitor_without_a_peak_logs_no_mfu(tmp_path):
     logger = _Memory()
     trainer = _trainer(
