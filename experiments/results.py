@@ -1,22 +1,30 @@
-"""Reproduce the README's Results: run the real-data experiments of ``experiments/cpu`` in turn, then tabulate and
-plot them from their TensorBoard logs.
+"""Reproduce the README's Results: run the real-data experiments of ``experiments/cpu`` (every fine-tuning arm with
+several seeds), record one line per run in ``experiments/results.json``, and generate the table and plots from it.
 
-    python experiments/results.py run                  # all of them, prerequisites first (~100 min on 2 CPU cores)
-    python experiments/results.py run snli_minilm      # some (their prerequisites must have run before)
-    python experiments/results.py report               # table + plots -> experiments/plots, README.md
+    python experiments/results.py run                        # all, prerequisites first (hours on 2 CPU cores)
+    python experiments/results.py run snli_gpt_scratch       # some (their prerequisites must have run before)
+    python experiments/results.py run snli_from_gpt --seeds 1   # one seed of an arm
+    python experiments/results.py report                     # table + plots -> README.md, experiments/plots
 
-``make results`` does both. Each run is ``python -m lit_lm fit --config experiments/cpu/<name>.yaml`` (then ``test
---ckpt_path best`` for the fine-tuning runs) in a fresh ``runs/cpu/<name>``; the wall time of every command is kept
-in ``runs/cpu/<name>/wall.json``. Data: ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
+``make results`` does both. A run is ``python -m lit_lm fit --config experiments/cpu/<name>.yaml`` (then ``test
+--ckpt_path best`` for the fine-tuning runs) in a fresh ``runs/cpu/<name>`` (pretraining: the path the fine-tuning
+configs read) or ``runs/cpu/<name>/seed<N>`` (with ``--seed_everything N --data.init_args.seed N``: the model's
+initialisation, dropout, data order and validation hold-out all follow the seed). Each finished run replaces its
+record (same name and seed) in ``experiments/results.json``: ``name, family, init, seed, task, metric, value, steps,
+tokens, wall_s, machine, precision`` plus the timings. Budgets are optimizer steps (``max_steps`` in the configs), so
+a record is reproducible on any machine; ``wall_s`` says what it cost on the one that ran it. Data:
+``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "cpu"
 PLOTS = ROOT / "experiments" / "plots"
 README = ROOT / "README.md"
+RESULTS_JSON = ROOT / "experiments" / "results.json"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+SEEDS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -36,13 +46,19 @@ class Experiment:
     what: str  # the table's description of the run
     metric: str  # TensorBoard tag of the headline number (its last value)
     unit: str  # "bpc" or "%"
+    family: str  # "gpt" or "bert"
+    init: str  # "scratch", "pretrained" or "imported"
+    task: str
     reference: str = ""
-    at_most: float | None = None  # target: the metric's last value at most this (bpc)
-    at_least: float | None = None  # target: at least this (accuracy, a fraction)
-    beats: str = ""  # target: above the result of this experiment (pretrained vs from scratch)
+    at_most: float | None = None  # target: the mean at most this (bpc)
+    at_least: float | None = None  # target: the mean at least this (accuracy, a fraction)
+    beats: str = ""  # target: above this experiment, paired by seed (pretrained vs scratch)
+    beats_by: float = 0.0  # ... by at least this much on average, and by more than the gap's standard deviation
     needs: tuple[str, ...] = ()
     test: bool = False  # run `test --ckpt_path best` after fit
+    final_validate: bool = False  # run `validate --ckpt_path last` over the whole validation set after fit
     extra: tuple[str, ...] = field(default=())  # further metrics shown beside the headline one
+    seeds: tuple[int, ...] = ()  # empty: one run with the config's own seed
 
     @property
     def config(self) -> str:
@@ -54,7 +70,13 @@ class Experiment:
             return f"<= {self.at_most} {self.unit}"
         if self.at_least is not None:
             return f">= {100 * self.at_least:.0f}%"
-        return f"> {self.beats}" if self.beats else ""
+        if self.beats:
+            margin = f" by >= {100 * self.beats_by:.0f} pts" if self.beats_by else ""
+            return f"> {self.beats}{margin}"
+        return ""
+
+    def run_dir(self, seed: int | None) -> Path:
+        return RUNS / self.name if seed is None else RUNS / self.name / f"seed{seed}"
 
 
 NANOGPT_BPC = 2.739  # benchmarks/nanogpt_shakespeare.py, 2026-12-01, AMD EPYC 2 cores (see benchmarks/RESULTS.md)
@@ -62,33 +84,39 @@ NANOGPT = f"nanoGPT's CPU baby GPT (char-level, 2000 iters: 159 s here): {NANOGP
 GPT1_SNLI = "GPT-1 (117M params, 550k SNLI training pairs): 89.9%"
 GPT1_CLOZE = "GPT-1 (117M params): 86.5%"
 BERT_MNLI = "the BERT paper has no SNLI row; BERT-base (110M) MNLI-m: 84.6%"
+_FT = {"metric": "test/acc", "unit": "%", "test": True, "seeds": SEEDS}
 EXPERIMENTS = [
-    Experiment("gpt_shakespeare", "GPT, tiny shakespeare (2x128, byte-level BPE 2k), 80 s", "val/bpc", "bpc",
-               NANOGPT, at_most=2.45),
-    Experiment("gpt_gutenberg", "GPT pretraining, Gutenberg + KJV (gpt-mini 4x256), 10 min", "val/bpc", "bpc",
-               extra=("val/loss",)),
-    Experiment("bert_gutenberg", "BERT pretraining, Gutenberg + KJV (bert-mini 4x256), 15 min", "val/mlm_acc", "%",
-               extra=("val/nsp_acc",)),
-    Experiment("snli_scratch", "SNLI (a) from scratch (gpt-mini 4x256), 8 min", "test/acc", "%", GPT1_SNLI, test=True),
-    Experiment("snli_from_gpt", "SNLI (b) from the Gutenberg GPT, 8 min", "test/acc", "%", GPT1_SNLI,
-               beats="snli_scratch", needs=("gpt_gutenberg",), test=True),
-    Experiment("snli_from_bert", "SNLI (c) from the Gutenberg BERT, 8 min", "test/acc", "%", BERT_MNLI,
-               beats="snli_scratch", needs=("bert_gutenberg",), test=True),
-    Experiment("snli_minilm", "SNLI (d) from all-MiniLM-L6-v2 (imported, 6x384), 15 min", "test/acc", "%",
-               BERT_MNLI, at_least=0.80, test=True),
-    Experiment("story_cloze_scratch", "Story Cloze from scratch (gpt-mini 4x256), 4 min", "test/acc", "%", GPT1_CLOZE,
-               test=True),
-    Experiment("story_cloze_from_gpt", "Story Cloze from the Gutenberg GPT, 4 min", "test/acc", "%", GPT1_CLOZE,
-               beats="story_cloze_scratch", needs=("gpt_gutenberg",), test=True),
-    Experiment("story_cloze_minilm", "Story Cloze from all-MiniLM-L6-v2 (imported), 8 min", "test/acc", "%",
-               GPT1_CLOZE, beats="story_cloze_scratch", test=True),
-]
+    Experiment("gpt_shakespeare", "GPT, tiny shakespeare (2x128, byte-level BPE 2k), 80 s", "val/bpc", "bpc", "gpt",
+               "scratch", "tinyshakespeare", NANOGPT, at_most=2.45),
+    Experiment("gpt_gutenberg", "GPT pretraining, Gutenberg + KJV (gpt-mini 4x256, BPE 8k)", "val/bpc", "bpc", "gpt",
+               "scratch", "gutenberg", extra=("val/loss",), final_validate=True),
+    Experiment("bert_gutenberg", "BERT pretraining, Gutenberg + KJV (bert-mini 4x256, WordPiece 8k)", "val/mlm_acc",
+               "%", "bert", "scratch", "gutenberg", extra=("val/nsp_acc",), final_validate=True),
+    Experiment("snli_gpt_scratch", "SNLI, GPT from scratch (the Gutenberg GPT's tokenizer and architecture)",
+               family="gpt", init="scratch", task="snli", reference=GPT1_SNLI, needs=("gpt_gutenberg",), **_FT),
+    Experiment("snli_from_gpt", "SNLI, GPT from the Gutenberg GPT", family="gpt", init="pretrained", task="snli",
+               reference=GPT1_SNLI, beats="snli_gpt_scratch", beats_by=0.02, needs=("gpt_gutenberg",), **_FT),
+    Experiment("snli_bert_scratch", "SNLI, BERT from scratch (the Gutenberg BERT's tokenizer and architecture)",
+               family="bert", init="scratch", task="snli", reference=BERT_MNLI, needs=("bert_gutenberg",), **_FT),
+    Experiment("snli_from_bert", "SNLI, BERT from the Gutenberg BERT", family="bert", init="pretrained", task="snli",
+               reference=BERT_MNLI, beats="snli_bert_scratch", beats_by=0.02, needs=("bert_gutenberg",), **_FT),
+    Experiment("snli_minilm", "SNLI, extra row: all-MiniLM-L6-v2 imported (6x384, its own tokenizer)",
+               family="bert", init="imported", task="snli", reference=BERT_MNLI, at_least=0.80, **_FT),
+    Experiment("story_cloze_gpt_scratch", "Story Cloze, GPT from scratch (the Gutenberg GPT's tokenizer and "
+               "architecture)", family="gpt", init="scratch", task="story_cloze", reference=GPT1_CLOZE,
+               needs=("gpt_gutenberg",), **_FT),
+    Experiment("story_cloze_from_gpt", "Story Cloze, GPT from the Gutenberg GPT", family="gpt", init="pretrained",
+               task="story_cloze", reference=GPT1_CLOZE, beats="story_cloze_gpt_scratch", beats_by=0.02,
+               needs=("gpt_gutenberg",), **_FT),
+    Experiment("story_cloze_minilm", "Story Cloze, extra row: all-MiniLM-L6-v2 imported", family="bert",
+               init="imported", task="story_cloze", reference=GPT1_CLOZE, **{**_FT, "seeds": ()}),
+]  # fmt: skip
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 assert all(e.beats in BY_NAME for e in EXPERIMENTS if e.beats), "a target names an unknown experiment"
 
 
 # ----------------------------------------------------------------------------------------------------------- run
-def run(names: list[str]) -> None:
+def run(names: list[str], seeds: list[int] | None = None) -> None:
     chosen = [e for e in EXPERIMENTS if not names or e.name in names]
     unknown = set(names) - set(BY_NAME)
     if unknown:
@@ -97,30 +125,79 @@ def run(names: list[str]) -> None:
         for need in exp.needs:
             if not (RUNS / need / "checkpoints" / "last.ckpt").is_file():
                 raise SystemExit(f"{exp.name} needs the checkpoint of {need}: run `python {__file__} run {need}`")
-        root = RUNS / exp.name
-        shutil.rmtree(root, ignore_errors=True)  # a fresh log directory: curves of older runs would mix in
-        root.mkdir(parents=True)
-        wall = {"started": time.time()}
-        commands = [["fit", "--config", exp.config, "--trainer.enable_progress_bar", "false"]]
-        if exp.test:
-            commands.append(["test", "--config", exp.config, "--ckpt_path", "best", "--trainer.enable_progress_bar",
-                             "false"])  # fmt: skip
-        for command in commands:
-            print(f"\n=== {exp.name}: python -m lit_lm {' '.join(command)}", flush=True)
-            t0 = time.time()
-            subprocess.run([sys.executable, "-m", "lit_lm", *command], cwd=ROOT, check=True)
-            wall[f"{command[0]}_s"] = round(time.time() - t0, 1)
-            (root / "wall.json").write_text(json.dumps(wall, indent=1))
+        for seed in seeds or exp.seeds or [None]:
+            run_one(exp, seed)
+
+
+def run_one(exp: Experiment, seed: int | None) -> dict:
+    root = exp.run_dir(seed)
+    shutil.rmtree(root, ignore_errors=True)  # a fresh log directory: curves of older runs would mix in
+    root.mkdir(parents=True)
+    wall = {"started": time.time()}
+    common = ["--config", exp.config, "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
+    if seed is not None:
+        common += ["--seed_everything", str(seed), "--data.init_args.seed", str(seed)]
+    commands = [["fit", *common]]
+    if exp.final_validate:  # the curve reads a fixed part of the validation set; the final number all of it
+        last = str(root / "checkpoints" / "last.ckpt")
+        commands.append(["validate", *common, "--ckpt_path", last, "--trainer.limit_val_batches", "1.0"])
+    if exp.test:
+        commands.append(["test", *common, "--ckpt_path", "best"])
+    for command in commands:
+        print(f"\n=== {exp.name}: python -m lit_lm {' '.join(command)}", flush=True)
+        t0 = time.time()
+        subprocess.run([sys.executable, "-m", "lit_lm", *command], cwd=ROOT, check=True)
+        wall[f"{command[0]}_s"] = round(time.time() - t0, 1)
+        (root / "wall.json").write_text(json.dumps(wall, indent=1))
+    record = collect(exp, seed)
+    save_record(record)
+    return record
+
+
+def collect(exp: Experiment, seed: int | None) -> dict:
+    """The record of one finished run, from its TensorBoard logs, saved config and wall times."""
+    import yaml
+
+    root = exp.run_dir(seed)
+    logs = scalars(root)
+    if exp.metric not in logs:
+        raise SystemExit(f"{exp.name}: the run logged no {exp.metric} ({root / 'tensorboard'})")
+    config_file = root / "tensorboard" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    trainer = config.get("trainer") or {}
+    steps = max((s for tag, v in logs.items() if tag.startswith("train/") for _, s, _ in v), default=0)
+    tokens = logs.get("throughput/tokens_seen", [(0, 0, 0.0)])[-1][2]
+    t = timings(root, logs)
+    return {
+        "name": exp.name, "family": exp.family, "init": exp.init, "seed": seed if seed is not None else
+        config.get("seed_everything"), "task": exp.task, "metric": exp.metric, "value": logs[exp.metric][-1][2],
+        **{f"{tag}": logs[tag][-1][2] for tag in exp.extra if tag in logs},
+        "steps": int(steps), "tokens": int(tokens), "wall_s": t.get("fit_s"), "machine": machine(),
+        "precision": str(trainer.get("precision")), "prep_s": t.get("prep_s"), "train_s": t.get("train_s"),
+        "test_s": t.get("test_s"), "validate_s": t.get("validate_s"), "date": datetime.date.today().isoformat(),
+    }  # fmt: skip
+
+
+def load_records() -> list[dict]:
+    return json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else []
+
+
+def save_record(record: dict) -> None:
+    """Replace the record of the same name and seed (a re-run) in results.json, or add it."""
+    records = [r for r in load_records() if (r["name"], r["seed"]) != (record["name"], record["seed"])]
+    records.append(record)
+    order = {e.name: i for i, e in enumerate(EXPERIMENTS)}
+    records.sort(key=lambda r: (order.get(r["name"], len(order)), r["seed"] if r["seed"] is not None else -1))
+    RESULTS_JSON.write_text(json.dumps(records, indent=1) + "\n")
 
 
 # -------------------------------------------------------------------------------------------------------- report
-def scalars(name: str) -> dict[str, list[tuple[float, int, float]]]:
-    """Every scalar in the run's TensorBoard logs (fit and test) as tag -> [(wall_time, step, value)]."""
+def scalars(root: Path) -> dict[str, list[tuple[float, int, float]]]:
+    """Every scalar in a run's TensorBoard logs (fit and test) as tag -> [(wall_time, step, value)]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, list[tuple[float, int, float]]] = {}
-    log_dir = RUNS / name / "tensorboard"
-    for events in sorted(log_dir.glob("events.out.tfevents.*")):
+    for events in sorted((root / "tensorboard").glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
         for tag in acc.Tags()["scalars"]:
@@ -128,10 +205,10 @@ def scalars(name: str) -> dict[str, list[tuple[float, int, float]]]:
     return {tag: sorted(v) for tag, v in out.items()}
 
 
-def timings(name: str, logs: dict) -> dict[str, float]:
-    """Seconds of data preparation (process start to the first log: tokenizer, caches, model), of training (first
-    log to the last training/validation log) and of the test command."""
-    wall_file = RUNS / name / "wall.json"
+def timings(root: Path, logs: dict) -> dict[str, float]:
+    """Seconds of the fit and test commands, and within the fit: of data preparation (process start to the first log:
+    tokenizer, caches, model) and of training (first log to the last training/validation log)."""
+    wall_file = root / "wall.json"
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     out = {k: v for k, v in wall.items() if k.endswith("_s")}
     fit_events = [t for tag, v in logs.items() if tag.startswith(("train/", "val/")) for t, _, _ in v]
@@ -149,19 +226,75 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:.3f}" if unit == "bpc" else f"{100 * value:.1f}%"
 
 
-def passed(exp: Experiment, value: float | None, results: dict[str, float | None]) -> str:
-    if value is None or not exp.target:
+def summary(values: list[float], unit: str) -> str:
+    """``53.1% ± 1.2`` (mean ± sample standard deviation, n seeds) or the one value."""
+    if len(values) == 1:
+        return fmt(values[0], unit)
+    scale = 1.0 if unit == "bpc" else 100.0
+    return f"{fmt(statistics.mean(values), unit)} ± {scale * statistics.stdev(values):.{3 if unit == 'bpc' else 1}f}" \
+        f" ({len(values)} seeds)"  # fmt: skip
+
+
+def paired_gap(exp: Experiment, by_name: dict[str, list[dict]]) -> list[float]:
+    """This arm minus its baseline, seed by seed (only seeds both have)."""
+    base = {r["seed"]: r["value"] for r in by_name.get(exp.beats, [])}
+    return [r["value"] - base[r["seed"]] for r in by_name.get(exp.name, []) if r["seed"] in base]
+
+
+def passed(exp: Experiment, values: list[float], gap: list[float]) -> str:
+    if not values or not exp.target:
         return ""
+    mean = statistics.mean(values)
     if exp.at_most is not None:
-        ok = value <= exp.at_most
+        ok = mean <= exp.at_most
     elif exp.at_least is not None:
-        ok = value >= exp.at_least
+        ok = mean >= exp.at_least
     else:
-        base = results.get(exp.beats)
-        if base is None:
+        if not gap:
             return ""
-        ok = value > base
+        spread = statistics.stdev(gap) if len(gap) > 1 else 0.0
+        ok = statistics.mean(gap) >= exp.beats_by and statistics.mean(gap) > spread
     return "met" if ok else "**missed**"
+
+
+def table(records: list[dict] | None = None) -> str:
+    records = load_records() if records is None else records
+    by_name: dict[str, list[dict]] = {}
+    for r in records:
+        by_name.setdefault(r["name"], []).append(r)
+    rows = [
+        "| Run | Result | Gap to baseline (paired by seed) | Target | Reference | Steps | Tokens | Fit wall "
+        "| Command |",
+        "|---|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for exp in EXPERIMENTS:
+        runs = by_name.get(exp.name, [])
+        values = [r["value"] for r in runs]
+        shown = f"{exp.metric} {summary(values, exp.unit) if values else 'not run'}"
+        for tag in exp.extra:
+            extra = [r[tag] for r in runs if tag in r]
+            if extra:
+                shown += f", {tag} {statistics.mean(extra):.3f}" if tag.endswith("loss") else \
+                    f", {tag} {summary(extra, '%')}"  # fmt: skip
+        gap = paired_gap(exp, by_name) if exp.beats else []
+        gap_text = ""
+        if gap:
+            spread = f" ± {100 * statistics.stdev(gap):.1f}" if len(gap) > 1 else ""
+            gap_text = f"{100 * statistics.mean(gap):+.1f}{spread} pts vs {exp.beats} ({len(gap)} seeds)"
+        target = f"{exp.target} {passed(exp, values, gap)}".strip()
+        steps = _mean_int(runs, "steps")
+        tokens = _mean_int(runs, "tokens")
+        wall = [r["wall_s"] for r in runs if r.get("wall_s")]
+        wall_text = f"{statistics.mean(wall):.0f} s" if wall else ""
+        seeds = " --seeds 1" if exp.seeds else ""
+        rows.append(f"| {exp.what} | {shown} | {gap_text} | {target} | {exp.reference} | {steps} | {tokens} | "
+                    f"{wall_text} | `python experiments/results.py run {exp.name}{seeds}` |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def _mean_int(runs: list[dict], key: str) -> str:
+    values = [r[key] for r in runs if r.get(key)]
+    return f"{round(statistics.mean(values)):,}" if values else ""
 
 
 def machine() -> str:
@@ -170,35 +303,15 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def detected_precision() -> str:
-    from lit_lm.hardware import detect_precision
-
-    return f"`{detect_precision('cpu').precision}`"
-
-
-def table() -> tuple[str, dict[str, dict]]:
-    results: dict[str, float | None] = {}
-    logs_by_name = {}
+def run_logs() -> dict[str, dict]:
+    """TensorBoard logs per experiment for the plots: the pretraining run, or a fine-tuning arm's first seed."""
+    out = {}
     for exp in EXPERIMENTS:
-        logs = scalars(exp.name) if (RUNS / exp.name / "tensorboard").is_dir() else {}
-        logs_by_name[exp.name] = logs
-        results[exp.name] = logs[exp.metric][-1][2] if exp.metric in logs else None
-    rows = [
-        "| Run | Result | Target | Reference | Prep | Train | Test | Command |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for exp in EXPERIMENTS:
-        logs, value = logs_by_name[exp.name], results[exp.name]
-        shown = f"{exp.metric} {fmt(value, exp.unit)}"
-        for tag in (t for t in exp.extra if t in logs):
-            last = logs[tag][-1][2]
-            shown += f", {tag} {last:.3f}" if tag.endswith("loss") else f", {tag} {fmt(last, '%')}"
-        t = timings(exp.name, logs)
-        target = f"{exp.target} {passed(exp, value, results)}".strip()
-        secs = [f"{t[k]:.0f} s" if k in t else "" for k in ("prep_s", "train_s", "test_s")]
-        rows.append(f"| {exp.what} | {shown} | {target} | {exp.reference} | {' | '.join(secs)} | "
-                    f"`python experiments/results.py run {exp.name}` |")  # fmt: skip
-    return "\n".join(rows), logs_by_name
+        for seed in exp.seeds[:1] or [None]:
+            root = exp.run_dir(seed)
+            if (root / "tensorboard").is_dir():
+                out[exp.name] = scalars(root)
+    return out
 
 
 def plot(logs_by_name: dict[str, dict]) -> list[Path]:
@@ -251,22 +364,26 @@ def plot(logs_by_name: dict[str, dict]) -> list[Path]:
     for task in ("snli", "story_cloze"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for exp in EXPERIMENTS:
-            if exp.name.startswith(task + "_"):
-                curve(ax, exp.name, "val/acc", exp.name.removeprefix(task + "_"), x="time", scale=100)
-        ax.set(xlabel="training seconds", ylabel="validation accuracy (%)", title=f"{task}: fine-tuning")
+            if exp.task == task:
+                curve(ax, exp.name, "val/acc", exp.name.removeprefix(task + "_"), x="step", scale=100)
+        ax.set(xlabel="optimizer step", ylabel="validation accuracy (%)", title=f"{task}: fine-tuning (first seed)")
         save(fig, f"{task}.png")
     return written
 
 
 def report(readme: bool) -> None:
-    text, logs_by_name = table()
-    plots = plot(logs_by_name)
+    records = load_records()
+    text = table(records)
+    plots = plot(run_logs())
+    machines = sorted({r["machine"] for r in records}) or [machine()]
+    precisions = sorted({r["precision"] for r in records})
     block = "\n".join([
         BEGIN,
-        f"Measured on {machine()}, one run each (seeds in the configs), precision as detected for this CPU "
-        f"({detected_precision()}). "
-        "Prep: tokenizer training, data preparation and model set-up; Train: the fit's training and validation "
-        "(bounded by the config's `max_time`); Test: the `test` command on the best checkpoint.",
+        f"Generated by `experiments/results.py report` from `experiments/results.json` ({len(records)} runs). "
+        f"Measured on {'; '.join(machines)}, precision as detected for the CPU ({', '.join(precisions) or 'n/a'}). "
+        "Budgets are optimizer steps (the configs' `max_steps`; tokens seen beside them); Fit wall is what one run "
+        "took here. Fine-tuning arms: mean ± standard deviation over seeds; the gap is this arm minus its "
+        "baseline seed by seed.",
         "",
         text,
         "",
@@ -288,11 +405,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run experiments (all, or those named)")
     p_run.add_argument("names", nargs="*", help=f"any of: {', '.join(BY_NAME)}")
-    p_report = sub.add_parser("report", help="table + plots from the logs in runs/cpu")
+    p_run.add_argument("--seeds", type=int, nargs="+", help=f"seeds of the fine-tuning arms (default {SEEDS})")
+    p_report = sub.add_parser("report", help="table + plots from experiments/results.json and the logs in runs/cpu")
     p_report.add_argument("--no-readme", action="store_true", help="print only; leave README.md alone")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.names)
+        run(args.names, args.seeds)
     else:
         report(readme=not args.no_readme)
 

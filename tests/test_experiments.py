@@ -31,15 +31,20 @@ def test_config_runs_fast_dev_run(config, tmp_path, cache, pretrained):
         pytest.skip(f"{config} reads ../shared/data, which is absent here")
     args = ["fit", "--config", config, *fast_args(tmp_path, cache, "--trainer.fast_dev_run", "2")]
     init_args = text["model"].get("init_args", {})
+    data_tokenizer = str(text["data"].get("init_args", {}).get("tokenizer") or "")
+    family = "bert" if text["data"]["init_args"].get("format") == "encoder" else "gpt"
     minilm = _minilm_dir() if "all-MiniLM" in str(init_args.get("init_from")) else None
     if minilm is not None:  # the real imported BERT (`make minilm` links the same directory into runs/hf)
         args += ["--model.init_from", str(minilm), "--data.tokenizer", str(minilm)]
     elif init_args.get("init_from"):
-        family = "bert" if text["data"]["init_args"].get("format") == "encoder" else "gpt"
         args += ["--model.init_from", str(pretrained[family]), "--data.tokenizer", str(pretrained[family])]
         args += ["--data.max_seq_length", "64"]  # the tiny stand-in checkpoints have 64 (GPT) / 128 (BERT) positions
-    elif text["model"]["init_args"].get("preset") not in ("gpt-micro", "bert-tiny"):
-        args += ["--model.config", TINY]  # the paper-size presets: same code path, a tiny width
+        args += ["--model.config", "{}"]  # the stand-ins' own architecture (the real pairing: test_fair_arms_...)
+    else:
+        if data_tokenizer.startswith("runs/"):  # a scratch arm with a pretraining run's tokenizer: the stand-in's
+            args += ["--data.tokenizer", str(pretrained[family]), "--data.max_seq_length", "64"]
+        if text["model"]["init_args"].get("preset") not in ("gpt-micro", "bert-tiny"):
+            args += ["--model.config", TINY]  # the paper-size presets: same code path, a tiny width
     c = cli(*args)
     assert c.trainer.global_step == 2
 
@@ -114,3 +119,56 @@ def test_predict_keeps_the_model_settings_typed_over_the_checkpoints(tmp_path, p
     [prompt] = list(c.datamodule.predict_dataloader())
     assert batch["input_ids"].shape[-1] == prompt["input_ids"].shape[-1] + 3  # not the checkpoint's 64 new tokens
     assert ">>> the old\n  sailor" in capsys.readouterr().out  # a GPT's byte-level BPE keeps line breaks and spacing
+
+
+def _results_module():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("results_for_fairness", ROOT / "experiments" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("results_for_fairness", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "config":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_fair_arms_differ_only_in_the_pretrained_weights():
+    """Each pretrained-vs-scratch comparison of the Results: the two configs are the same but for init_from (and the
+    run directory); both read the pretraining run's tokenizer; the scratch arm's architecture is the pretraining
+    run's (so that the pretrained arm, whose config is checked against its checkpoint, is the same network)."""
+    from lit_lm.config import TransformerConfig
+    from lit_lm.tasks.pretrained import TUNABLE_FIELDS
+
+    results = _results_module()
+    pairs = [(e, results.BY_NAME[e.beats]) for e in results.EXPERIMENTS if e.beats]
+    assert {p.name for p, _ in pairs} == {"snli_from_gpt", "snli_from_bert", "story_cloze_from_gpt"}
+    for pre, scratch in pairs:
+        a = _flat(yaml.safe_load((ROOT / pre.config).read_text()))
+        b = _flat(yaml.safe_load((ROOT / scratch.config).read_text()))
+        differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert differ == {"trainer.default_root_dir", "model.init_args.init_from"}, (pre.name, differ)
+        assert b["model.init_args.init_from"] is None and pre.needs == scratch.needs
+        source = pre.needs[0]
+        assert a["model.init_args.init_from"] == a["data.init_args.tokenizer"] == (
+            f"runs/cpu/{source}/checkpoints/last.ckpt"
+        )
+        assert "max_steps" in yaml.safe_load((ROOT / pre.config).read_text())["trainer"]  # a budget in steps
+        pretraining = yaml.safe_load((ROOT / f"experiments/cpu/{source}.yaml").read_text())["model"]["init_args"]
+
+        def arch(preset, config):
+            c = TransformerConfig.from_name(preset, **(config or {}))
+            return {k: v for k, v in vars(c).items() if k not in (*TUNABLE_FIELDS, "vocab_size")}
+
+        assert arch(b["model.init_args.preset"], b["model.init_args.config"]) == arch(
+            pretraining["preset"], pretraining.get("config")
+        ), pre.name

@@ -1,9 +1,11 @@
-"""experiments/results.py: the table reads the headline metric from TensorBoard logs, judges targets, and rewrites
-only the README's results block."""
+"""experiments/results.py: one record per run in results.json (from the run's TensorBoard logs), a table of means and
+standard deviations over seeds with the pretrained-minus-scratch gap paired by seed, targets judged on them, and
+only the README's results block rewritten."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -22,44 +24,90 @@ def results(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(module, "PLOTS", tmp_path / "plots")
     monkeypatch.setattr(module, "README", tmp_path / "README.md")
+    monkeypatch.setattr(module, "RESULTS_JSON", tmp_path / "results.json")
     return module
 
 
-def _log(results, name: str, scalars: dict[str, list[float]]) -> None:
+def _log(root: Path, scalars: dict[str, list[float]], config: dict | None = None) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(results.RUNS / name / "tensorboard"))
+    writer = SummaryWriter(str(root / "tensorboard"))
     writer.add_scalar("hp_metric", -1, 0)
     for tag, values in scalars.items():
         for step, v in enumerate(values):
-            writer.add_scalar(tag, v, step)
+            writer.add_scalar(tag, v, step * 10)
     writer.close()
+    if config is not None:
+        import yaml
+
+        (root / "tensorboard" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def test_table_reports_last_values_and_targets(results):
-    _log(results, "gpt_shakespeare", {"val/bpc": [3.1, 2.40]})
-    _log(results, "snli_scratch", {"test/acc": [0.55]})
-    _log(results, "snli_from_gpt", {"test/acc": [0.60]})
-    _log(results, "snli_from_bert", {"test/acc": [0.50]})
-    _log(results, "snli_minilm", {"test/acc": [0.79]})
-    text, _ = results.table()
+def _record(results, name: str, seed, value: float) -> None:
+    exp = results.BY_NAME[name]
+    results.save_record({"name": name, "family": exp.family, "init": exp.init, "seed": seed, "task": exp.task,
+                         "metric": exp.metric, "value": value, "steps": 600, "tokens": 1000, "wall_s": 400.0,
+                         "machine": "test CPU", "precision": "32-true"})  # fmt: skip
+
+
+def _rows(results) -> dict[str, str]:
+    text = results.table()
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()[2:]}
-    by_run = {e.name: rows[e.what] for e in results.EXPERIMENTS}
+    return {e.name: rows[e.what] for e in results.EXPERIMENTS}
+
+
+def test_collect_reads_a_run_into_a_record(results):
+    exp = results.BY_NAME["snli_from_gpt"]
+    root = exp.run_dir(2)
+    _log(root, {"train/loss": [1.0, 0.9, 0.8], "test/acc": [0.61], "throughput/tokens_seen": [100.0, 2000.0]},
+         config={"seed_everything": 2, "trainer": {"precision": "bf16-mixed"}})  # fmt: skip
+    (root / "wall.json").write_text(json.dumps({"started": 0.0, "fit_s": 420.5, "test_s": 30.0}))
+    record = results.collect(exp, 2)
+    assert record["value"] == pytest.approx(0.61) and record["seed"] == 2 and record["steps"] == 20
+    assert record["tokens"] == 2000 and record["wall_s"] == 420.5 and record["precision"] == "bf16-mixed"
+    assert {"name", "family", "init", "seed", "task", "metric", "value", "steps", "tokens", "wall_s", "machine",
+            "precision"} <= set(record)  # fmt: skip
+    assert record["family"] == "gpt" and record["init"] == "pretrained" and record["task"] == "snli"
+
+
+def test_a_rerun_replaces_its_record(results):
+    _record(results, "snli_from_gpt", 1, 0.50)
+    _record(results, "snli_from_gpt", 2, 0.52)
+    _record(results, "snli_from_gpt", 1, 0.55)
+    records = json.loads(results.RESULTS_JSON.read_text())
+    assert [(r["seed"], r["value"]) for r in records] == [(1, 0.55), (2, 0.52)]
+
+
+def test_table_shows_mean_std_and_the_paired_gap(results):
+    _record(results, "gpt_shakespeare", None, 2.40)
+    for seed, scratch, pre in [(1, 0.50, 0.54), (2, 0.52, 0.55), (3, 0.49, 0.53)]:
+        _record(results, "snli_gpt_scratch", seed, scratch)
+        _record(results, "snli_from_gpt", seed, pre)
+    for seed, scratch, pre in [(1, 0.50, 0.51), (2, 0.52, 0.51), (3, 0.49, 0.52)]:
+        _record(results, "snli_bert_scratch", seed, scratch)
+        _record(results, "snli_from_bert", seed, pre)
+    _record(results, "snli_minilm", 1, 0.79)
+    by_run = _rows(results)
     assert "val/bpc 2.400" in by_run["gpt_shakespeare"] and "<= 2.45 bpc met" in by_run["gpt_shakespeare"]
-    assert "> snli_scratch met" in by_run["snli_from_gpt"]
-    assert "> snli_scratch **missed**" in by_run["snli_from_bert"]
-    assert "test/acc 79.0%" in by_run["snli_minilm"] and ">= 80% **missed**" in by_run["snli_minilm"]
+    assert "test/acc 54.0% ± 1.0 (3 seeds)" in by_run["snli_from_gpt"]
+    # paired gaps +4, +3, +4 points: mean +3.7, sd 0.6 -> beats by >= 2 points and by more than the spread
+    assert "+3.7 ± 0.6 pts vs snli_gpt_scratch (3 seeds)" in by_run["snli_from_gpt"]
+    assert "> snli_gpt_scratch by >= 2 pts met" in by_run["snli_from_gpt"]
+    assert "> snli_bert_scratch by >= 2 pts **missed**" in by_run["snli_from_bert"]  # +1, -1, +3
+    assert ">= 80% **missed**" in by_run["snli_minilm"] and "600" in by_run["snli_minilm"]
     assert "not run" in by_run["bert_gutenberg"]
 
 
 def test_report_rewrites_only_the_results_block(results):
     pytest.importorskip("matplotlib")
-    _log(results, "gpt_shakespeare", {"val/bpc": [3.1, 2.40]})
+    exp = results.BY_NAME["gpt_shakespeare"]
+    _log(exp.run_dir(None), {"val/bpc": [3.1, 2.40], "val/loss": [5.0, 4.0], "train/loss": [6.0, 4.0]})
+    _record(results, "gpt_shakespeare", None, 2.40)
     results.README.write_text(f"# title\nbefore\n{results.BEGIN}\nold table\n{results.END}\nafter\n")
     results.report(readme=True)
     text = results.README.read_text()
     assert text.startswith("# title\nbefore\n") and text.endswith("\nafter\n")
-    assert "old table" not in text and "val/bpc 2.400" in text
+    assert "old table" not in text and "val/bpc 2.400" in text and "test CPU" in text
     assert (results.PLOTS / "gpt_shakespeare.png").is_file()
 
 

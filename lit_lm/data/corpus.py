@@ -362,6 +362,13 @@ class PreparedCorpus:
         return f"PreparedCorpus({str(self.path)!r}, {s})"
 
 
+def _written_for(path: Path, key: str) -> bool:
+    try:
+        return json.loads((path / "meta.json").read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
 def prepare_corpus(
     files: str | Path | Iterable[str | Path],
     tokenizer: Tokenizer | str | Path,
@@ -423,8 +430,12 @@ def prepare_corpus(
     corpus = read_corpus(paths, text_field, doc_split, sentence_split, strip_gutenberg)
     parts = split_corpus(corpus, split, val_fraction, val_docs, seed, units)
     t_read = time.perf_counter() - t0
-    if final.exists():  # stale (another key inside, or force): ours replaces it
-        shutil.rmtree(final, ignore_errors=True)
+    if final.exists():
+        if not force and _written_for(final, key):  # a concurrent process (another DDP rank, a second run with the
+            pc = PreparedCorpus(final)            # same cache) finished it meanwhile: never delete a corpus in use
+            pc.reused = True
+            return pc
+        shutil.rmtree(final, ignore_errors=True)  # stale (another key inside, no meta.json), or force: ours replaces it
     with atomic_write(final) as tmp:  # a concurrent writer of the same key may win; its result is the same
         tmp.mkdir()
         stats: dict[str, dict[str, int]] = {}
