@@ -211,7 +211,8 @@ def timings(root: Path, logs: dict) -> dict[str, float]:
     wall_file = root / "wall.json"
     wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
     out = {k: v for k, v in wall.items() if k.endswith("_s")}
-    fit_events = [t for tag, v in logs.items() if tag.startswith(("train/", "val/")) for t, _, _ in v]
+    fit_end = wall["started"] + wall["fit_s"] if "started" in wall and "fit_s" in wall else float("inf")
+    fit_events = [t for tag, v in logs.items() if tag.startswith(("train/", "val/")) for t, _, _ in v if t <= fit_end]
     if fit_events and "hp_metric" in logs:
         start = logs["hp_metric"][0][0]  # logged when training starts, after the DataModule's setup
         out["train_s"] = max(fit_events) - start
