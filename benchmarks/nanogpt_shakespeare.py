@@ -131,10 +131,8 @@ from lit_lm.data import CausalLMDataModule
 init = yaml.safe_load(open(sys.argv[1]))["data"]["init_args"]
 dm = CausalLMDataModule(**{**init, "cache_dir": sys.argv[2]})
 t0 = time.perf_counter(); tok = dm.tokenizer; t1 = time.perf_counter(); dm.prepare_data(); t2 = time.perf_counter()
-pc = dm.corpus or dm._corpus()
-val = pc.stats("val")
-print(json.dumps({"tokenizer_s": t1 - t0, "prepare_s": t2 - t1, "val_chars": val["num_chars"],
-                  "val_tokens": val["num_tokens"], "round_trip": val["round_trip"], "vocab": tok.vocab_size}))
+print(json.dumps({"tokenizer_s": t1 - t0, "prepare_s": t2 - t1, "val_chars": dm.val_num_chars,
+                  "val_tokens": dm.num_val_tokens, "round_trip": dm.val_round_trip, "vocab": tok.vocab_size}))
 """
 
 # validate the last checkpoint over the whole validation text; its metrics and step as JSON

@@ -37,6 +37,7 @@ __all__ = [
     "cpu_name",
     "peak_flops_for",
     "progress_bar",
+    "time_budget",
     "training_budget",
 ]
 
@@ -367,17 +368,26 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def time_budget(trainer: L.Trainer) -> tuple[float, float] | None:
+    """``(seconds used, seconds in all)`` of the trainer's ``max_time`` (Lightning's ``Timer``: it counts from the
+    start of training, validation included, and resumes with the checkpoint), or None when time does not bound the
+    run."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is None:
+        return None
+    elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+    return None if remaining is None else (elapsed, elapsed + remaining)
+
+
 def training_budget(trainer: L.Trainer) -> dict[str, str]:
     """What bounds the run, as progress-bar items: ``step: 120/300`` (``max_steps``), ``time: 1:20/8:00``
     (``max_time``); empty for a run bounded by epochs only (the epoch counter shows that)."""
     items = {}
     if trainer.max_steps is not None and trainer.max_steps > 0:
         items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    if timer is not None:
-        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
-        if remaining is not None:
-            items["time"] = f"{_clock(elapsed)}/{_clock(elapsed + remaining)}"
+    budget = time_budget(trainer)
+    if budget is not None:
+        items["time"] = f"{_clock(budget[0])}/{_clock(budget[1])}"
     return items
 
 

@@ -131,14 +131,16 @@ class Tokenizer:
     ) -> Tokenizer:
         """Train a tokenizer of ``kind`` on an iterable of strings (``lowercase``: see :func:`resolve_lowercase`;
         ``limit_alphabet``: WordPiece only; byte-level BPE keeps the text as it is, so that it round-trips)."""
-        lowercase = resolve_lowercase(kind, lowercase) if kind in ("wordpiece", "bpe") else False
+        if kind not in ("wordpiece", "bpe"):
+            raise DataError(f"tokenizer kind must be 'wordpiece' or 'bpe', got {kind!r}")
+        lowercase = resolve_lowercase(kind, lowercase)
         if vocab_size <= len(SPECIAL_TOKENS) + (256 if kind == "bpe" else 0):
             n = len(SPECIAL_TOKENS)
             least = f"the {n} special tokens" + (" and the 256 byte tokens" if kind == "bpe" else "")
             raise DataError(f"vocab_size must be larger than {least}, got {vocab_size}")
         if kind == "wordpiece":
             tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
-        elif kind == "bpe":
+        else:  # bpe
             tk = HFTokenizer(models.BPE())
             tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             tk.decoder = decoders.ByteLevel()
@@ -149,8 +151,6 @@ class Tokenizer:
                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
                 show_progress=False,
             )
-        else:
-            raise DataError(f"tokenizer kind must be 'wordpiece' or 'bpe', got {kind!r}")
         tk.train_from_iterator(texts, trainer)
         return cls._finish(tk)
 

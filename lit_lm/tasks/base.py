@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from lit_lm import __version__
 from lit_lm._lightning import attached_trainer
+from lit_lm.callbacks import time_budget
 from lit_lm.config import PRESETS, TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model import Transformer, build_backbone
@@ -290,15 +290,14 @@ def _check_same_tokenizer(data_tokenizer: Any, pretrained_json: str | None, sour
 
 
 def time_budget_used(trainer: L.Trainer) -> Callable[[], float] | None:
-    """The share of the trainer's ``max_time`` used so far (Lightning's ``Timer``: it counts from the start of
-    training, validation included, and resumes with the checkpoint), or None when time does not bound the run."""
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    if timer is None or timer.time_remaining("train") is None:
+    """A function giving the share of the trainer's ``max_time`` used so far
+    (:func:`lit_lm.callbacks.time_budget`), or None when time does not bound the run."""
+    if time_budget(trainer) is None:
         return None
 
     def used() -> float:
-        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train") or 0.0
-        return elapsed / max(elapsed + remaining, 1e-9)
+        budget = time_budget(trainer)
+        return 1.0 if budget is None else budget[0] / max(budget[1], 1e-9)
 
     return used
 
