@@ -89,9 +89,10 @@ EXPERIMENTS = [
     Experiment("gpt_shakespeare", "GPT, tiny shakespeare (2x128, byte-level BPE 2k), 80 s", "val/bpc", "bpc", "gpt",
                "scratch", "tinyshakespeare", NANOGPT, at_most=2.45),
     Experiment("gpt_gutenberg", "GPT pretraining, Gutenberg + KJV (gpt-mini 4x256, BPE 8k)", "val/bpc", "bpc", "gpt",
-               "scratch", "gutenberg", extra=("val/loss",), final_validate=True),
+               "scratch", "gutenberg", extra=("val/loss", "baseline/unigram_bpc"), final_validate=True),
     Experiment("bert_gutenberg", "BERT pretraining, Gutenberg + KJV (bert-mini 4x256, WordPiece 8k)", "val/mlm_acc",
-               "%", "bert", "scratch", "gutenberg", extra=("val/nsp_acc",), final_validate=True),
+               "%", "bert", "scratch", "gutenberg", final_validate=True,
+               extra=("val/mlm_loss", "baseline/unigram_loss", "baseline/unigram_acc", "val/nsp_acc")),
     Experiment("snli_gpt_scratch", "SNLI, GPT from scratch (the Gutenberg GPT's tokenizer and architecture)",
                family="gpt", init="scratch", task="snli", reference=GPT1_SNLI, needs=("gpt_gutenberg",), **_FT),
     Experiment("snli_from_gpt", "SNLI, GPT from the Gutenberg GPT", family="gpt", init="pretrained", task="snli",
@@ -275,7 +276,7 @@ def table(records: list[dict] | None = None) -> str:
         for tag in exp.extra:
             extra = [r[tag] for r in runs if tag in r]
             if extra:
-                shown += f", {tag} {statistics.mean(extra):.3f}" if tag.endswith("loss") else \
+                shown += f", {tag} {statistics.mean(extra):.3f}" if tag.endswith(("loss", "bpc")) else \
                     f", {tag} {summary(extra, '%')}"  # fmt: skip
         gap = paired_gap(exp, by_name) if exp.beats else []
         gap_text = ""
@@ -354,12 +355,23 @@ def plot(logs_by_name: dict[str, dict]) -> list[Path]:
     ax.set_ylim(2.0, 4.0)
     save(fig, "gpt_shakespeare.png")
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    curve(a1, "gpt_gutenberg", "val/bpc", "GPT val bpc", x="time")
-    a1.set(xlabel="training seconds", ylabel="bits per character", title="GPT on Gutenberg + KJV")
-    curve(a2, "bert_gutenberg", "val/mlm_acc", "MLM accuracy", x="time", scale=100)
-    curve(a2, "bert_gutenberg", "val/nsp_acc", "NSP accuracy", x="time", scale=100)
-    a2.set(xlabel="training seconds", ylabel="% (held-out documents)", title="BERT on Gutenberg + KJV")
+    def unigram(ax, name: str, what: str, label: str, scale: float = 1.0) -> None:
+        """The run's baseline/unigram_<what>: a context-free model's score, the line the curve must cross."""
+        series = logs_by_name.get(name, {}).get(f"baseline/unigram_{what}")
+        if series:
+            ax.axhline(scale * series[-1][2], color="gray", ls="--", label=label)
+
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
+    curve(a1, "gpt_gutenberg", "val/bpc", "GPT, validation")
+    unigram(a1, "gpt_gutenberg", "bpc", "unigram model")
+    a1.set(xlabel="optimizer step", ylabel="bits per character", title="GPT on Gutenberg + KJV")
+    curve(a2, "bert_gutenberg", "val/mlm_loss", "BERT, validation")
+    unigram(a2, "bert_gutenberg", "loss", "unigram model (entropy)")
+    a2.set(xlabel="optimizer step", ylabel="MLM loss (nats per masked token)", title="BERT on Gutenberg + KJV")
+    curve(a3, "bert_gutenberg", "val/mlm_acc", "MLM accuracy", scale=100)
+    unigram(a3, "bert_gutenberg", "acc", "unigram model (most frequent token)", scale=100)
+    curve(a3, "bert_gutenberg", "val/nsp_acc", "NSP accuracy", scale=100)
+    a3.set(xlabel="optimizer step", ylabel="% of held-out masked tokens", title="BERT on Gutenberg + KJV")
     save(fig, "pretraining_gutenberg.png")
 
     for task in ("snli", "story_cloze"):

@@ -357,6 +357,21 @@ class PreparedCorpus:
         """UTF-8 bytes of the same text as :meth:`num_chars`."""
         return int(self.stats(split)["num_bytes"])
 
+    def unigram_baseline(self, split: str = "val") -> dict[str, float]:
+        """What a model that ignores context scores on ``split``: token frequencies counted on the training split
+        (add-one smoothed over the vocabulary) give ``loss``, the mean NLL in nats per token of ``split``, and
+        ``acc``, the share of ``split`` tokens equal to the most frequent training token. A language model has
+        learned something beyond word frequencies only once it gets below this loss (the MLM "unigram plateau")."""
+        counts = np.bincount(self.tokens("train"), minlength=self.vocab_size).astype(np.float64) + 1.0
+        log_p = np.log(counts / counts.sum())
+        tokens = np.asarray(self.tokens(split), dtype=np.int64)
+        if tokens.size == 0:
+            raise DataError(f"the {split} split has no tokens", self.path)
+        hist = np.bincount(tokens, minlength=self.vocab_size)
+        loss = float(-(hist * log_p).sum() / tokens.size)
+        acc = float(hist[int(counts.argmax())] / tokens.size)
+        return {"loss": loss, "acc": acc}
+
     def __repr__(self) -> str:
         s = ", ".join(f"{k}={self.num_tokens(k)} tokens/{self.num_docs(k)} docs" for k in SPLITS)
         return f"PreparedCorpus({str(self.path)!r}, {s})"

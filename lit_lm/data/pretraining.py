@@ -16,6 +16,7 @@ shard themselves over the ranks: :class:`lit_lm.data.samplers.ShardedSampler`). 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -140,6 +141,17 @@ class PretrainingDataModule(ResumableDataModule):
         """Whether the validation tokens decode to exactly the validation text (checked once, when the corpus was
         prepared with ``units="text"``): only then is NLL / ``val_num_chars`` a bits-per-character figure."""
         return bool(self._corpus().stats("val").get("round_trip", False))
+
+    @cached_property
+    def val_unigram(self) -> dict[str, float]:
+        """The validation scores of a unigram model fit on the training split (see
+        :meth:`~lit_lm.data.corpus.PreparedCorpus.unigram_baseline`): ``loss`` (nats/token), ``acc`` and, where the
+        tokens are exactly the text (:attr:`val_round_trip`), ``bpc``. Tasks log them as ``baseline/unigram_*``."""
+        corpus = self._corpus()
+        out = corpus.unigram_baseline("val")
+        if self.val_round_trip and self.val_num_chars:
+            out["bpc"] = out["loss"] * self.num_val_tokens / self.val_num_chars / math.log(2)
+        return out
 
     @property
     def val_num_bytes(self) -> int:

@@ -99,6 +99,18 @@ class LMTask(L.LightningModule):
         heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.TokenThroughputMonitor` for MFU."""
         return float(self.backbone.flops_per_token(seq_len)) + self.head_flops_per_token(seq_len)
 
+    def log_unigram_baseline(self) -> None:
+        """Log the DataModule's ``val_unigram`` scores (a context-free model's loss, accuracy, bpc) once per run as
+        ``baseline/unigram_*``: the line the validation curves must get below. A no-op for DataModules without one."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(self, "_unigram_logged", False) or self.trainer.sanity_checking or datamodule is None:
+            return
+        baseline = getattr(datamodule, "val_unigram", None)
+        if baseline:
+            self._unigram_logged = True
+            for name, value in baseline.items():
+                self.log(f"baseline/unigram_{name}", float(value), sync_dist=False)
+
     def setup(self, stage: str) -> None:
         # Lightning warns once that this module's on_before_batch_transfer is used although a DataModule is
         # attached; that is the intent (the DataModule does not define the hook), so the warning is only noise.

@@ -91,6 +91,7 @@ class CausalLM(LMTask):
         self.val_tokens.reset()
         if tokens == 0:
             return
+        self.log_unigram_baseline()
         loss = nll / tokens
         self.log("val/loss", loss, prog_bar=True, sync_dist=False)
         self.log("val/ppl", torch.exp(loss))

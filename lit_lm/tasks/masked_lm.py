@@ -115,5 +115,8 @@ class MaskedLM(LMTask):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_validation_epoch_end(self) -> None:
+        self.log_unigram_baseline()
+
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")

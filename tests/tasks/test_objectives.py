@@ -212,3 +212,31 @@ def test_causal_lm_reports_bits_per_character_only_over_text_it_round_trips(kind
                                                            reduction="sum"))  # fmt: skip
     chars = len(dm.tokenizer.decode(dm.corpus.tokens("val").tolist()))
     assert metrics["val/bpc"] == pytest.approx(nll / chars / math.log(2), rel=1e-4)
+
+
+def test_pretraining_tasks_log_the_unigram_baseline_once(tmp_path):
+    """baseline/unigram_*: a unigram model counted on the training tokens (add-one smoothed), scored on validation."""
+    from collections import Counter
+
+    from lit_lm.data import CausalLMDataModule, MaskedLMDataModule
+    from lit_lm.tasks import MaskedLM
+
+    dm = CausalLMDataModule(cache_dir=tmp_path, vocab_size=400, block_size=16, batch_size=8, split="tail")
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=dm.vocab_size)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    metrics = trainer.validate(model, dm, verbose=False)[0]
+    train, val = dm.corpus.tokens("train").tolist(), dm.corpus.tokens("val").tolist()
+    counts, vocab = Counter(train), dm.corpus.vocab_size
+    loss = -sum(math.log((counts[t] + 1) / (len(train) + vocab)) for t in val) / len(val)
+    top = counts.most_common(1)[0][0]
+    assert metrics["baseline/unigram_loss"] == pytest.approx(loss, rel=1e-5)
+    assert metrics["baseline/unigram_acc"] == pytest.approx(sum(t == top for t in val) / len(val))
+    chars = len(dm.tokenizer.decode(val))
+    assert metrics["baseline/unigram_bpc"] == pytest.approx(loss * len(val) / chars / math.log(2), rel=1e-5)
+    assert "baseline/unigram_loss" not in trainer.validate(model, dm, verbose=False)[0]  # logged once per run
+
+    mdm = MaskedLMDataModule(cache_dir=tmp_path, vocab_size=400, max_seq_length=32, batch_size=8, nsp=False)
+    bert = MaskedLM(preset="bert-tiny", config=SMALL, vocab_size=mdm.vocab_size, nsp=False)
+    metrics = trainer.validate(bert, mdm, verbose=False)[0]
+    assert 0 < metrics["baseline/unigram_acc"] < 1 and metrics["baseline/unigram_loss"] > 0
+    assert "baseline/unigram_bpc" not in metrics  # WordPiece sentences do not give the text back
