@@ -172,3 +172,6 @@ def test_fair_arms_differ_only_in_the_pretrained_weights():
         assert arch(b["model.init_args.preset"], b["model.init_args.config"]) == arch(
             pretraining["preset"], pretraining.get("config")
         ), pre.name
+        # with init_from, a field the config leaves out comes from the checkpoint, without it from the preset: the
+        # fine-tuning dropout must be spelled out or the arms would differ in it (the pretraining run's may be 0)
+        assert {"dropout", "attention_dropout"} <= set(a["model.init_args.config"]), pre.name
