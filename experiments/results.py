@@ -330,7 +330,10 @@ def plot(logs_by_name: dict[str, dict]) -> list[Path]:
         if not series:
             return
         t0 = logs_by_name[name]["hp_metric"][0][0] if "hp_metric" in logs_by_name[name] else series[0][0]
-        xs = [(w - t0) if x == "time" else s for w, s, _ in series]
+        xs, last = [], 0
+        for w, s, _ in series:  # a later `validate` logs at step 0: the checkpoint's point is the last step's
+            last = s if s >= last else last
+            xs.append((w - t0) if x == "time" else last)
         ax.plot(xs, [scale * v for _, _, v in series], marker="o" if len(series) < 30 else None, ms=3, label=label)
 
     def save(fig, filename: str) -> None:
