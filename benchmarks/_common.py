@@ -34,14 +34,18 @@ def record(table: str, results: Path, no_record: bool) -> None:
         print(f"appended to {results}")
 
 
-def machine() -> str:
-    """The machine a table was measured on: the GPU's name, or the CPU's model, threads and torch's CPU capability
-    (AVX2 / AVX512: it decides whether bf16 is fast)."""
+def machine(device: object = None) -> str:
+    """The machine a table was measured on: the GPU's name (``device`` a CUDA device, or None with a GPU present),
+    else the CPU's model, cores, torch's threads and CPU capability (AVX2 / AVX512: it decides whether bf16 is
+    fast)."""
+    import os
+
     import torch
 
     from lit_lm.callbacks import cpu_name
 
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if cuda:
         return torch.cuda.get_device_name()
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch CPU capability {capability}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch CPU capability {capability}"

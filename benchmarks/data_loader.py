@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*self.log.*")
 
     rows = {family: run(family, args) for family in args.family}
-    from _common import record
-    from train_throughput import machine, versions  # noqa: E402  (the sibling script)
+    from _common import machine, record
+    from train_throughput import versions  # noqa: E402  (the sibling script)
 
     header = (
         f"### data_loader: training step with the real DataLoader vs pre-built tensors, {date.today()}\n\n"

@@ -22,14 +22,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+from _common import machine  # benchmarks/_common.py
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def machine() -> str:
-    from lit_lm.callbacks import cpu_name
-
-    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def versions() -> str:

@@ -19,9 +19,8 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _common import reset_peak_rss, status_mib  # benchmarks/_common.py
+from _common import machine, reset_peak_rss, status_mib  # benchmarks/_common.py
 
-from lit_lm.callbacks import cpu_name
 from lit_lm.config import TransformerConfig
 from lit_lm.model import build_backbone
 from lit_lm.model.hf import config_to_hf
@@ -113,12 +112,6 @@ def measure_memory(args, impl: str, preset: str, precision: str) -> float:
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> None:

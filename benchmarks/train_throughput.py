@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import record, reset_peak_rss, status_mib  # benchmarks/_common.py
+from _common import machine, record, reset_peak_rss, status_mib  # benchmarks/_common.py
 
-from lit_lm.callbacks import cpu_name, peak_flops_for
+from lit_lm.callbacks import peak_flops_for
 from lit_lm.config import TransformerConfig
 from lit_lm.model.hf import config_to_hf
 
@@ -213,13 +213,6 @@ def profile_top(step: Callable[[], None], device: torch.device, rows: int = 12) 
         step()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name()
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch CPU capability {capability}"
 
 
 def versions() -> str:
