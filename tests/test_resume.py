@@ -141,12 +141,14 @@ def _assert_same(run: dict[int, float], reference: dict[int, float], first: int,
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built-in corpus' tokenizer and prepared corpus, made once here for every subprocess (the causal and the
-    masked DataModules share them)."""
-    from lit_lm.data.causal_lm import CausalLMDataModule
+    """The built-in corpus' tokenizers (BPE for the causal runs, WordPiece for the masked ones) and prepared corpora,
+    made once here: otherwise the reference and the first interrupted run, started together, would both train and
+    write the same tokenizer and corpus at once."""
+    from lit_lm.data import CausalLMDataModule, MaskedLMDataModule
 
     path = tmp_path_factory.mktemp("cache")
     CausalLMDataModule(cache_dir=path, vocab_size=2048).prepare_data()
+    MaskedLMDataModule(cache_dir=path, vocab_size=2048, max_seq_length=64).prepare_data()
     return path
 
 
