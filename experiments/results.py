@@ -246,14 +246,16 @@ def paired_gap(exp: Experiment, by_name: dict[str, list[dict]]) -> list[float]:
 def passed(exp: Experiment, values: list[float], gap: list[float]) -> str:
     if not values or not exp.target:
         return ""
+    if len(values) < len(exp.seeds):  # a target is of the mean over all the arm's seeds
+        return f"pending ({len(values)} of {len(exp.seeds)} seeds)"
     mean = statistics.mean(values)
     if exp.at_most is not None:
         ok = mean <= exp.at_most
     elif exp.at_least is not None:
         ok = mean >= exp.at_least
     else:
-        if not gap:
-            return ""
+        if len(gap) < len(exp.seeds):
+            return f"pending ({len(gap)} of {len(exp.seeds)} paired seeds)"
         spread = statistics.stdev(gap) if len(gap) > 1 else 0.0
         ok = statistics.mean(gap) >= exp.beats_by and statistics.mean(gap) > spread
     return "met" if ok else "**missed**"

@@ -87,6 +87,8 @@ def test_table_shows_mean_std_and_the_paired_gap(results):
         _record(results, "snli_bert_scratch", seed, scratch)
         _record(results, "snli_from_bert", seed, pre)
     _record(results, "snli_minilm", 1, 0.79)
+    _record(results, "story_cloze_gpt_scratch", 1, 0.50)
+    _record(results, "story_cloze_from_gpt", 1, 0.60)
     by_run = _rows(results)
     assert "val/bpc 2.400" in by_run["gpt_shakespeare"] and "<= 2.45 bpc met" in by_run["gpt_shakespeare"]
     assert "test/acc 54.0% ± 1.0 (3 seeds)" in by_run["snli_from_gpt"]
@@ -94,7 +96,9 @@ def test_table_shows_mean_std_and_the_paired_gap(results):
     assert "+3.7 ± 0.6 pts vs snli_gpt_scratch (3 seeds)" in by_run["snli_from_gpt"]
     assert "> snli_gpt_scratch by >= 2 pts met" in by_run["snli_from_gpt"]
     assert "> snli_bert_scratch by >= 2 pts **missed**" in by_run["snli_from_bert"]  # +1, -1, +3
-    assert ">= 80% **missed**" in by_run["snli_minilm"] and "600" in by_run["snli_minilm"]
+    # a target is of the mean over all the arm's seeds: one seed of three is not yet met or missed
+    assert ">= 80% pending (1 of 3 seeds)" in by_run["snli_minilm"] and "600" in by_run["snli_minilm"]
+    assert "pending (1 of 3 seeds)" in by_run["story_cloze_from_gpt"] and " met" not in by_run["story_cloze_from_gpt"]
     assert "not run" in by_run["bert_gutenberg"]
 
 
