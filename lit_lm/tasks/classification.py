@@ -14,15 +14,49 @@ from lit_lm.config import IGNORE_INDEX, ConfigError, TransformerConfig
 from lit_lm.model import ClassificationHead, LMHead, MultipleChoiceHead, gather_positions
 from lit_lm.tasks.base import LMTask
 
+#: How a fine-tuning head reads a sequence: BERT's pooler (tanh dense on ``[CLS]``), one token's state (``[CLS]`` or
+#: ``[EXTRACT]``), or the mean of the real tokens' states (sentence-transformers).
+POOLINGS = ("pooler", "token", "mean")
+
 
 class _FineTune(LMTask):
     """Shared by the fine-tuning tasks: sequence features and GPT-1's auxiliary LM loss."""
 
-    def _features(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """(N, T, C) -> (N, C): BERT's pooled ``[CLS]`` for encoders with a pooler, else the state at ``positions``
-        (the ``[EXTRACT]`` token of the GPT-1 format)."""
-        if not self.backbone_config.causal and self.backbone.pooler is not None and self.hparams.use_pooler:
+    def _pooling(self) -> str:
+        """The ``pooling`` setting with ``None`` resolved: BERT's pooler where the encoder has one, else the token."""
+        pooling = self.hparams.pooling
+        if pooling is None:
+            has_pooler = not self.backbone_config.causal and self.backbone.pooler is not None
+            return "pooler" if has_pooler else "token"
+        return pooling
+
+    def _check_pooling(self, config: TransformerConfig) -> None:
+        pooling = self.hparams.pooling
+        if pooling is None:
+            return
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+        if pooling == "pooler" and (config.causal or not config.pooler):
+            raise ConfigError("pooling='pooler' needs an encoder built with a pooler (TransformerConfig(pooler=True))")
+        if pooling == "mean" and config.causal:
+            raise ConfigError(
+                "pooling='mean' averages the token states of an encoder; a causal decoder's early states see only "
+                "a prefix of the sequence: use pooling='token' (the [EXTRACT] token at the end)"
+            )
+
+    def _features(
+        self, hidden: torch.Tensor, positions: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(N, T, C) -> (N, C), as ``pooling`` says: BERT's tanh pooler on ``[CLS]``, the state at ``positions``
+        (``[CLS]`` of the encoder format, ``[EXTRACT]`` of the GPT-1 format), or the mean over the real tokens."""
+        pooling = self._pooling()
+        if pooling == "pooler":
             return self.backbone.pool(hidden)
+        if pooling == "mean":
+            if attention_mask is None:
+                return hidden.mean(1)
+            weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (N, T, 1), 0 on padding
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return gather_positions(hidden, positions)
 
     def _build_lm_head(self, config: TransformerConfig) -> None:
@@ -71,7 +105,10 @@ class SequenceClassification(_FineTune):
         num_labels: Number of classes. Default: the DataModule's ``num_labels``.
         lm_loss_weight: Weight lambda of the auxiliary LM loss on the input text (decoders; GPT-1 used 0.5).
         classifier_dropout: Dropout before the classifier.
-        use_pooler: Encoders: classify from the pooler (BERT) rather than the raw ``[CLS]`` state.
+        pooling: What the classifier reads: ``"pooler"`` (BERT's tanh pooler on ``[CLS]``), ``"token"`` (the
+            ``[CLS]`` / ``[EXTRACT]`` state itself) or ``"mean"`` (the mean over the real tokens, encoders; how
+            sentence-transformers models such as all-MiniLM-L6-v2 were trained). Default: the pooler where the
+            backbone has one, else the token.
         (other arguments: see :class:`~lit_lm.tasks.base.LMTask`)
     """
 
@@ -91,7 +128,7 @@ class SequenceClassification(_FineTune):
         num_labels: int | None = None,
         lm_loss_weight: float = 0.0,
         classifier_dropout: float = 0.1,
-        use_pooler: bool = True,
+        pooling: Literal["pooler", "token", "mean"] | None = None,
         label_names: list[str] | None = None,
     ) -> None:
         super().__init__(
@@ -116,6 +153,7 @@ class SequenceClassification(_FineTune):
             self.hparams["label_names"] = list(datamodule.label_names)
 
     def build_heads(self, config: TransformerConfig) -> None:
+        self._check_pooling(config)
         n = self.hparams.num_labels
         self.classifier = ClassificationHead(
             config.n_embd, n, self.hparams.classifier_dropout, config.initializer_range
@@ -130,7 +168,8 @@ class SequenceClassification(_FineTune):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits (B, num_labels), hidden (B, T, C))."""
         hidden = self.backbone(batch["input_ids"], batch.get("attention_mask"), self._types(batch))
-        return self.classifier(self._features(hidden, batch["extract_positions"])).float(), hidden
+        features = self._features(hidden, batch["extract_positions"], batch.get("attention_mask"))
+        return self.classifier(features).float(), hidden
 
     def _types(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return batch.get("token_type_ids") if self.backbone_config.type_vocab_size > 0 else None
@@ -200,7 +239,8 @@ class MultipleChoice(_FineTune):
     Args:
         lm_loss_weight: Weight of the auxiliary LM loss (decoders; GPT-1 used 0.5).
         classifier_dropout: Dropout before the scorer.
-        use_pooler: Encoders: score from the pooler (BERT) rather than the raw ``[CLS]`` state.
+        pooling: What the scorer reads: ``"pooler"``, ``"token"`` or ``"mean"``, as in
+            :class:`SequenceClassification`.
         (other arguments: see :class:`~lit_lm.tasks.base.LMTask`)
     """
 
@@ -219,7 +259,7 @@ class MultipleChoice(_FineTune):
         min_lr_ratio: float = 0.0,
         lm_loss_weight: float = 0.0,
         classifier_dropout: float = 0.1,
-        use_pooler: bool = True,
+        pooling: Literal["pooler", "token", "mean"] | None = None,
     ) -> None:
         super().__init__(
             preset, config, vocab_size, init_from, learning_rate, weight_decay, betas, eps, warmup_steps,
@@ -228,6 +268,7 @@ class MultipleChoice(_FineTune):
         self.metrics = torch.nn.ModuleDict({f"{s}_acc": MeanMetric() for s in ("train", "val", "test")})
 
     def build_heads(self, config: TransformerConfig) -> None:
+        self._check_pooling(config)
         self.scorer = MultipleChoiceHead(config.n_embd, self.hparams.classifier_dropout, config.initializer_range)
         self._build_lm_head(config)
 
@@ -241,7 +282,7 @@ class MultipleChoice(_FineTune):
         }
         types = flat.get("token_type_ids") if self.backbone_config.type_vocab_size > 0 else None
         hidden = self.backbone(flat["input_ids"], flat.get("attention_mask"), types)  # (B * n_choices, T, C)
-        features = self._features(hidden, batch["extract_positions"].reshape(-1))
+        features = self._features(hidden, batch["extract_positions"].reshape(-1), flat.get("attention_mask"))
         return self.scorer(features, n_choices).float(), hidden
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:

@@ -111,6 +111,46 @@ def test_multiple_choice_runs_each_choice_as_its_own_sequence():
         torch.testing.assert_close(model(batch)[0].flip(1), model(swapped)[0])
 
 
+def test_pooling_reads_what_it_says():
+    """pooler: BERT's tanh pooler on [CLS]; token: the state at extract_positions; mean: the mean over the real
+    tokens only (padding changes nothing)."""
+    torch.manual_seed(0)
+    x = _ids(B=2)
+    mask = torch.ones_like(x)
+    mask[1, 10:] = 0
+    batch = {"input_ids": x, "attention_mask": mask, "extract_positions": torch.tensor([0, 0])}
+    feats = {}
+    for pooling in ("pooler", "token", "mean"):
+        torch.manual_seed(0)
+        model = SequenceClassification(preset="bert-tiny", config=SMALL, vocab_size=V, num_labels=3, pooling=pooling)
+        model.eval()
+        with torch.no_grad():
+            hidden = model.backbone(x, mask)
+            feats[pooling] = model._features(hidden, batch["extract_positions"], mask)
+            torch.testing.assert_close(model(batch)[0], model.classifier(feats[pooling]).float())
+    torch.testing.assert_close(feats["pooler"], torch.tanh(model.backbone.pooler(hidden[:, 0])))
+    torch.testing.assert_close(feats["token"], hidden[:, 0])
+    torch.testing.assert_close(feats["mean"], torch.stack([hidden[0].mean(0), hidden[1, :10].mean(0)]))
+    # the default: the pooler where the encoder has one, the [EXTRACT] token for a decoder
+    assert SequenceClassification(preset="bert-tiny", vocab_size=V, num_labels=3)._pooling() == "pooler"
+    assert SequenceClassification(preset="gpt-micro", vocab_size=V, num_labels=3)._pooling() == "token"
+    torch.manual_seed(0)
+    choice = MultipleChoice(preset="bert-tiny", config=SMALL, vocab_size=V, pooling="mean").eval()
+    mc = {k: v.view(1, 2, -1) for k, v in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(choice(mc)[0], choice.scorer(choice._features(
+            choice.backbone(x, mask), batch["extract_positions"], mask), 2).float())  # fmt: skip
+
+
+def test_pooling_refuses_what_the_backbone_cannot_do():
+    with pytest.raises(ValueError, match="pooling='mean'.*causal decoder"):
+        SequenceClassification(preset="gpt-micro", vocab_size=V, num_labels=3, pooling="mean")
+    with pytest.raises(ValueError, match="pooling='pooler' needs an encoder"):
+        MultipleChoice(preset="gpt-micro", vocab_size=V, pooling="pooler")
+    with pytest.raises(ValueError, match="pooling='cls': expected one of pooler, token, mean"):
+        SequenceClassification(preset="bert-tiny", vocab_size=V, num_labels=3, pooling="cls")
+
+
 def test_no_weight_decay_on_biases_layernorm_embeddings():
     model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, weight_decay=0.1)
     decay, plain = model.parameter_groups()
