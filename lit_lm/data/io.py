@@ -211,10 +211,19 @@ def digest(value: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
+#: The file names of the WikiText distributions (Merity et al. 2016), which :mod:`lit_lm.data.text` reads as articles.
+WIKITEXT_NAME = re.compile(r"wiki\.(train|valid|test)\.(raw|tokens)")
+
+
+def is_wikitext(path: Path) -> bool:
+    return WIKITEXT_NAME.fullmatch(path.name) is not None
+
+
 def file_identities(paths: Iterable[Path]) -> list[list[Any]]:
-    """``[path, size, mtime_ns]`` per file: a cheap cache key part that changes when a file is rewritten."""
+    """``[path, size, mtime_ns]`` per file: a cheap cache key part that changes when a file is rewritten
+    (WikiText files carry ``"wikitext"`` too: caches of them made before they were read as articles are stale)."""
     out = []
     for p in paths:
         st = p.stat()
-        out.append([str(p), st.st_size, st.st_mtime_ns])
+        out.append([str(p), st.st_size, st.st_mtime_ns, *(["wikitext"] if is_wikitext(p) else [])])
     return out

@@ -7,11 +7,16 @@ Reading
       present (``strip_gutenberg``, on by default; text without the markers is unchanged).
     * JSONL (``.jsonl``/``.ndjson``): one JSON object per line, the document in ``text_field``; blank lines are
       skipped, records with empty text are counted and logged.
-    * A directory means all ``*.txt`` and ``*.jsonl`` files directly in it, sorted by name.
+    * WikiText (files named as its distributions name them: ``wiki.train.raw``, ``wiki.test.tokens``, ...):
+      an article starts at each `` = Title = `` line; section headings (`` = = Section = = ``) are dropped, every
+      line is a paragraph, and the tokenization markup ``@-@ @,@ @.@`` is undone (``1 @,@ 000`` -> ``1,000``,
+      ``guest @-@ starring`` -> ``guest-starring``); the spaces around other punctuation stay as in the file.
+    * A directory means all ``*.txt``, ``*.jsonl`` and WikiText files directly in it, sorted by name.
 
 Documents
-    ``doc_split="blank_line"`` (default): every paragraph (text between blank lines) of a text file is a
-    document; ``doc_split="file"``: a whole text file is one document. A JSONL record is always one document.
+    ``doc_split="blank_line"`` (default): every paragraph (text between blank lines; a line of WikiText) of a
+    text file is a document; ``doc_split="file"``: a whole text file (a WikiText article) is one document. A JSONL
+    record is always one document.
 
 Sentences (``sentence_split``)
     * ``"punct"``: whitespace (including the line breaks of hard-wrapped text) is collapsed to single spaces and
@@ -36,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lit_lm.data.io import decode_utf8, jsonl_records
+from lit_lm.data.io import decode_utf8, is_wikitext, jsonl_records
 from lit_lm.errors import DataError
 
 __all__ = [
@@ -112,6 +117,28 @@ _GUTENBERG_START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG
 _GUTENBERG_END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG[^\n]*$", re.M | re.I)
 _GUTENBERG_END_LINE = re.compile(r"^[ \t]*End of (?:the )?Project Gutenberg", re.M | re.I)
 _PARA_SEP = re.compile(r"\n[^\S\n]*\n\s*")
+_LINE_SEP = re.compile(r"\n")  # WikiText: one paragraph per line
+_WIKI_TITLE = re.compile(r"\s*= (?!=).*(?<!=) =\s*")  # " = Title = ", not " = = Section = = "
+_WIKI_HEADING = re.compile(r"\s*(?:= )+.*?(?: =)+\s*")
+_WIKI_MARKUP = re.compile(r" @([-,.])@ ")
+
+
+def read_wikitext(text: str) -> list[tuple[str, int]]:
+    """WikiText -> ``(article, 1-based line of its title)``: section headings blanked (so the lines still count
+    as in the file), ``@-@ @,@ @.@`` undone. Text before the first title is an article of its own."""
+    units: list[tuple[str, int]] = []
+    lines: list[str] = []
+    start = 1
+    for i, line in enumerate(text.split("\n"), 1):
+        if _WIKI_TITLE.fullmatch(line):
+            if any(x.strip() for x in lines):
+                units.append(("\n".join(lines), start))
+            lines, start = [""], i
+            continue
+        lines.append("" if _WIKI_HEADING.fullmatch(line) else _WIKI_MARKUP.sub(r"\1", line))
+    if any(x.strip() for x in lines):
+        units.append(("\n".join(lines), start))
+    return units
 
 
 def remove_gutenberg_boilerplate(text: str) -> tuple[str, int]:
@@ -167,6 +194,10 @@ class _FileText:
     sha256: str
     units: list[tuple[str, int]]  # (text, 1-based first line)
     jsonl: bool
+    wikitext: bool = False  # units are articles, each line a paragraph
+
+    def paragraph_sep(self) -> re.Pattern[str]:
+        return _LINE_SEP if self.wikitext else _PARA_SEP
 
 
 @dataclass
@@ -190,17 +221,26 @@ class CorpusText:
             for text, line in f.units:
                 docs.extend(
                     _documents_from_text(text, str(f.path), line, "file" if f.jsonl else self.doc_split,
-                                         self.sentence_split if sentences else None)
+                                         self.sentence_split if sentences else None, f.paragraph_sep())
                 )  # fmt: skip
         return docs
 
     def full_text(self) -> str:
-        """The whole text (units joined by one blank line), as ``split="tail"`` cuts it."""
-        return "\n\n".join(t for f in self.files for t, _ in f.units)
+        """The whole text (units joined by one blank line; WikiText's paragraphs too), as ``split="tail"`` cuts it."""
+
+        def paragraphs(f: _FileText, text: str) -> str:
+            return "\n\n".join(p.strip() for p in text.split("\n") if p.strip()) if f.wikitext else text
+
+        return "\n\n".join(paragraphs(f, t) for f in self.files for t, _ in f.units)
 
 
 def _documents_from_text(
-    text: str, source: str, first_line: int, doc_split: DocSplit, sentence_split: SentenceSplit | None
+    text: str,
+    source: str,
+    first_line: int,
+    doc_split: DocSplit,
+    sentence_split: SentenceSplit | None,
+    paragraph_sep: re.Pattern[str] = _PARA_SEP,
 ) -> list[Document]:
     """The documents of one text unit; ``sentence_split=None``: documents with their text only (no sentences)."""
     docs: list[Document] = []
@@ -208,7 +248,7 @@ def _documents_from_text(
     chars = nbytes = 0
     doc_line = None
     pos, line = 0, first_line
-    for m in itertools.chain(_PARA_SEP.finditer(text), [None]):
+    for m in itertools.chain(paragraph_sep.finditer(text), [None]):
         end = len(text) if m is None else m.start()
         raw = text[pos:end]
         para = raw.strip()
@@ -243,9 +283,11 @@ def resolve_files(files: str | Path | Iterable[str | Path]) -> list[Path]:
     for f in files:
         p = Path(f).expanduser()
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in DIR_SUFFIXES)
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and (q.suffix.lower() in DIR_SUFFIXES or is_wikitext(q))
+            )
             if not found:
-                raise DataError("directory has no *.txt or *.jsonl files; name the files instead", p)
+                raise DataError("directory has no *.txt, *.jsonl or WikiText files; name the files instead", p)
             out.extend(found)
         elif p.is_file():
             out.append(p)
@@ -277,6 +319,13 @@ def _read_file(path: Path, text_field: str, strip_gb: bool, skipped: dict[str, i
                 log.debug("%s:%d: empty %r, record skipped", path, i, text_field)
                 continue
             units.append((value, i))
+    elif is_wikitext(path):
+        units = read_wikitext(text)
+        if units:
+            log.info("%s: read as WikiText, %d articles (headings dropped, @-@ @,@ @.@ undone)", path, len(units))
+        else:
+            skipped["empty_files"] = skipped.get("empty_files", 0) + 1
+            log.warning("%s: no text; file skipped", path)
     else:
         first_line = 1
         if strip_gb:
@@ -290,7 +339,7 @@ def _read_file(path: Path, text_field: str, strip_gb: bool, skipped: dict[str, i
     if jsonl and not units:
         skipped["empty_files"] = skipped.get("empty_files", 0) + 1
         log.warning("%s: no records with text; file skipped", path)
-    return _FileText(path, st.st_size, st.st_mtime_ns, sha, units, jsonl)
+    return _FileText(path, st.st_size, st.st_mtime_ns, sha, units, jsonl, wikitext=is_wikitext(path) and not jsonl)
 
 
 def read_corpus(

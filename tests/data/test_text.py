@@ -128,8 +128,47 @@ def test_directory_means_sorted_txt_and_jsonl(tmp_path: Path) -> None:
     assert [d.sentences for d in read_corpus(tmp_path).documents()] == [["Ay."], ["Bee."]]
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="no \\*.txt or \\*.jsonl"):
+    with pytest.raises(DataError, match="no \\*.txt, \\*.jsonl or WikiText"):
         resolve_files(empty)
+
+
+WIKITEXT = (
+    " \r\n"
+    " = First Article = \r\n"
+    " It cost 1 @,@ 000 pounds in a well @-@ known shop . It weighed 2 @.@ 5 kg .\r\n"
+    " = = A Section = = \r\n"
+    " The second paragraph .\r\n"
+    " = = = A Subsection = = = \r\n"
+    " = Second ( Song ) = \r\n"
+    " Last paragraph = not a heading .\r\n"
+)
+
+
+def test_wikitext_articles_paragraphs_and_markup(tmp_path: Path) -> None:
+    """WikiText: articles at ` = Title = `, section headings dropped, one paragraph per line, @-@ markup undone,
+    every paragraph at its line in the file."""
+    f = tmp_path / "wiki.test.raw"
+    f.write_bytes(WIKITEXT.encode("utf-8"))
+    docs = read_corpus([f]).documents()
+    assert [d.sentences for d in docs] == [
+        ["It cost 1,000 pounds in a well-known shop .", "It weighed 2.5 kg ."],
+        ["The second paragraph ."],
+        ["Last paragraph = not a heading ."],
+    ]
+    assert [d.line for d in docs] == [3, 5, 8]
+    articles = read_corpus([f], doc_split="file").documents()
+    assert [len(a.sentences) for a in articles] == [3, 1] and [a.line for a in articles] == [3, 8]
+    assert read_corpus([f]).full_text() == (
+        "It cost 1,000 pounds in a well-known shop . It weighed 2.5 kg .\n\nThe second paragraph .\n\n"
+        "Last paragraph = not a heading ."
+    )
+    # the same bytes under another name are plain text: one paragraph, headings and markup kept
+    g = tmp_path / "notes.txt"
+    g.write_bytes(WIKITEXT.encode("utf-8"))
+    (plain,) = read_corpus([g]).documents()
+    assert "First Article" in plain.text and "@,@" in plain.text
+    # a directory includes WikiText files
+    assert [p.name for p in resolve_files(tmp_path)] == ["notes.txt", "wiki.test.raw"]
 
 
 @pytest.mark.parametrize(
@@ -179,3 +218,14 @@ def test_real_gutenberg_and_kjv_reading(shared_data_dir: Path) -> None:
     assert kjv[-1].sentences[-2:] == ["21 The grace of our Lord Jesus Christ be with you all.", "Amen."]
 
 
+def test_real_wikitext_reading(shared_data_dir: Path) -> None:
+    wiki = shared_data_dir / "wikitext-2-raw" / "wiki.test.raw"
+    if not wiki.is_file():
+        pytest.skip("no WikiText-2 in the shared data")
+    corpus = read_corpus([wiki])
+    assert len(corpus.files[0].units) == 62  # articles
+    docs = corpus.documents()
+    assert docs[0].line == 2
+    assert docs[0].sentences[0] == "Robert Boulter is an English film , television and theatre actor ."
+    text = " ".join(s for d in docs for s in d.sentences)
+    assert " @-@ " not in text and " @,@ " not in text and " = = " not in text and "\r" not in text
