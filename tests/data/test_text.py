@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lit_lm.data.io import file_identities
 from lit_lm.data.text import read_corpus, resolve_files, split_sentences
 from lit_lm.errors import DataError
 
@@ -167,8 +168,10 @@ def test_wikitext_articles_paragraphs_and_markup(tmp_path: Path) -> None:
     g.write_bytes(WIKITEXT.encode("utf-8"))
     (plain,) = read_corpus([g]).documents()
     assert "First Article" in plain.text and "@,@" in plain.text
-    # a directory includes WikiText files
+    # a directory includes WikiText files; their cache keys say how they are read (caches of them made when they
+    # were read as plain text are not reused)
     assert [p.name for p in resolve_files(tmp_path)] == ["notes.txt", "wiki.test.raw"]
+    assert [len(i) for i in file_identities(resolve_files(tmp_path))] == [3, 4]
 
 
 @pytest.mark.parametrize(
