@@ -303,6 +303,7 @@ def _read_file(path: Path, text_field: str, strip_gb: bool, skipped: dict[str, i
     st = path.stat()
     sha = hashlib.sha256(data).hexdigest()
     jsonl = path.suffix.lower() in JSONL_SUFFIXES
+    wikitext = not jsonl and is_wikitext(path)
     text = _decode(path, data)
     units: list[tuple[str, int]] = []
     if jsonl:
@@ -319,7 +320,7 @@ def _read_file(path: Path, text_field: str, strip_gb: bool, skipped: dict[str, i
                 log.debug("%s:%d: empty %r, record skipped", path, i, text_field)
                 continue
             units.append((value, i))
-    elif is_wikitext(path):
+    elif wikitext:
         units = read_wikitext(text)
         if units:
             log.info("%s: read as WikiText, %d articles (headings dropped, @-@ @,@ @.@ undone)", path, len(units))
@@ -339,7 +340,7 @@ def _read_file(path: Path, text_field: str, strip_gb: bool, skipped: dict[str, i
     if jsonl and not units:
         skipped["empty_files"] = skipped.get("empty_files", 0) + 1
         log.warning("%s: no records with text; file skipped", path)
-    return _FileText(path, st.st_size, st.st_mtime_ns, sha, units, jsonl, wikitext=is_wikitext(path) and not jsonl)
+    return _FileText(path, st.st_size, st.st_mtime_ns, sha, units, jsonl, wikitext)
 
 
 def read_corpus(

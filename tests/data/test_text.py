@@ -172,6 +172,11 @@ def test_wikitext_articles_paragraphs_and_markup(tmp_path: Path) -> None:
     # were read as plain text are not reused)
     assert [p.name for p in resolve_files(tmp_path)] == ["notes.txt", "wiki.test.raw"]
     assert [len(i) for i in file_identities(resolve_files(tmp_path))] == [3, 4]
+    # a WikiText file of headings only has no text: skipped with a warning, and alone it is an empty corpus
+    (tmp_path / "wiki.valid.raw").write_text(" = Only A Title = \n = = A Section = = \n \n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty corpus"):
+        read_corpus([tmp_path / "wiki.valid.raw"])
+    assert read_corpus(tmp_path).skipped == {"empty_files": 1}
 
 
 @pytest.mark.parametrize(
