@@ -12,7 +12,9 @@ configs read) or ``runs/cpu/<name>/seed<N>`` (with ``--seed_everything N --data.
 initialisation, dropout, data order and validation hold-out all follow the seed). Each finished run replaces its
 record (same name and seed) in ``experiments/results.json``: ``name, family, init, seed, task, metric, value, steps,
 tokens, wall_s, machine, precision`` plus the timings. Budgets are optimizer steps (``max_steps`` in the configs), so
-a record is reproducible on any machine; ``wall_s`` says what it cost on the one that ran it. Data:
+a record is reproducible on any machine; ``wall_s`` says what it cost on the one that ran it. ``report`` keeps the
+plotted series (each pretraining run, each fine-tuning arm's first seed) in ``experiments/curves.json``, committed
+beside the records, so a checkout without ``runs/cpu`` redraws the same figures. Data:
 ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
 """
 
@@ -36,6 +38,7 @@ RUNS = ROOT / "runs" / "cpu"
 PLOTS = ROOT / "experiments" / "plots"
 README = ROOT / "README.md"
 RESULTS_JSON = ROOT / "experiments" / "results.json"
+CURVES_JSON = ROOT / "experiments" / "curves.json"  # the plotted series, kept so a checkout without runs/ redraws them
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SEEDS = (1, 2, 3)
 
@@ -307,18 +310,39 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def run_logs() -> dict[str, dict]:
-    """TensorBoard logs per experiment for the plots: the pretraining run, or a fine-tuning arm's first seed."""
-    out = {}
+PLOTTED = ("val/bpc", "val/loss", "train/loss", "val/mlm_loss", "val/mlm_acc", "val/nsp_acc", "val/acc")
+
+
+def curves() -> dict[str, dict[str, list[list[float]]]]:
+    """The plotted series per experiment (its pretraining run, or a fine-tuning arm's first seed) as tag ->
+    [[seconds since training started, step, value]]: from the run's TensorBoard logs where ``runs/cpu`` has them
+    (and then saved into ``experiments/curves.json``), else as saved there by an earlier report."""
+    saved = json.loads(CURVES_JSON.read_text()) if CURVES_JSON.is_file() else {}
+    fresh = {}
     for exp in EXPERIMENTS:
-        for seed in exp.seeds[:1] or [None]:
-            root = exp.run_dir(seed)
-            if (root / "tensorboard").is_dir():
-                out[exp.name] = scalars(root)
-    return out
+        seed = (exp.seeds or (None,))[0]
+        root = exp.run_dir(seed)
+        if not (root / "tensorboard").is_dir():
+            continue
+        logs = scalars(root)
+        tags = [t for t in logs if t in PLOTTED or t.startswith("baseline/unigram_")]
+        if not tags:
+            continue
+        t0 = logs["hp_metric"][0][0] if "hp_metric" in logs else min(logs[t][0][0] for t in tags)
+        fresh[exp.name] = {"seed": seed, "series": {
+            t: [[round(w - t0, 1), s, round(v, 6)] for w, s, v in logs[t]] for t in tags}}  # fmt: skip
+    if fresh:
+        saved.update(fresh)
+        order = {e.name: i for i, e in enumerate(EXPERIMENTS)}
+        saved = dict(sorted(saved.items(), key=lambda kv: order.get(kv[0], len(order))))
+        CURVES_JSON.parent.mkdir(parents=True, exist_ok=True)
+        CURVES_JSON.write_text(json.dumps(saved, separators=(",", ":")) + "\n")
+    return {name: entry["series"] for name, entry in saved.items()}
 
 
-def plot(logs_by_name: dict[str, dict]) -> list[Path]:
+def plot(series_by_name: dict[str, dict]) -> list[Path]:
+    """Draw the figures from the saved curves. A figure whose runs have no curves (a checkout without them in
+    runs/cpu or curves.json) is not redrawn: its committed file stays, and it is listed as kept."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,15 +352,25 @@ def plot(logs_by_name: dict[str, dict]) -> list[Path]:
     written = []
 
     def curve(ax, name: str, tag: str, label: str, x: str = "step", scale: float = 1.0) -> None:
-        series = logs_by_name.get(name, {}).get(tag)
+        series = series_by_name.get(name, {}).get(tag)
         if not series:
             return
-        t0 = logs_by_name[name]["hp_metric"][0][0] if "hp_metric" in logs_by_name[name] else series[0][0]
         xs, last = [], 0
-        for w, s, _ in series:  # a later `validate` logs at step 0: the checkpoint's point is the last step's
+        for t, s, _ in series:  # a later `validate` logs at step 0: the checkpoint's point is the last step's
             last = s if s >= last else last
-            xs.append((w - t0) if x == "time" else last)
+            xs.append(t if x == "time" else last)
         ax.plot(xs, [scale * v for _, _, v in series], marker="o" if len(series) < 30 else None, ms=3, label=label)
+
+    def figure(filename: str, needs: tuple[str, ...], **kwargs):
+        """A new figure, or None (the committed file kept) when a run it draws has no curves."""
+        missing = [name for name in needs if name not in series_by_name]
+        if missing:
+            path = PLOTS / filename
+            print(f"kept {path.name} as it was: no curves of {', '.join(missing)} (run them to redraw it)")
+            if path.is_file():
+                written.append(path)
+            return None, None
+        return plt.subplots(**kwargs)
 
     def save(fig, filename: str) -> None:
         for ax in fig.axes:
@@ -348,51 +382,56 @@ def plot(logs_by_name: dict[str, dict]) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    shakespeare = logs_by_name.get("gpt_shakespeare", {})
-    if "val/bpc" in shakespeare and "val/loss" in shakespeare:  # nats per token -> bits per character
-        per_nat = shakespeare["val/bpc"][-1][2] / shakespeare["val/loss"][-1][2]
-        curve(ax, "gpt_shakespeare", "train/loss", "lit_lm GPT, train (at val's chars/token)", x="time", scale=per_nat)
-    curve(ax, "gpt_shakespeare", "val/bpc", "lit_lm GPT, validation", x="time")
-    ax.axhline(NANOGPT_BPC, color="gray", ls="--", label=f"nanoGPT baby GPT after 159 s: {NANOGPT_BPC}")
-    ax.axhline(2.45, color="green", ls=":", label="target 2.45")
-    ax.set(xlabel="training seconds (2 CPU cores)", ylabel="bits per character", title="Tiny shakespeare")
-    ax.set_ylim(2.0, 4.0)
-    save(fig, "gpt_shakespeare.png")
+    fig, ax = figure("gpt_shakespeare.png", ("gpt_shakespeare",), figsize=(6, 4))
+    if fig:
+        shakespeare = series_by_name["gpt_shakespeare"]
+        if "val/bpc" in shakespeare and "val/loss" in shakespeare:  # nats per token -> bits per character
+            per_nat = shakespeare["val/bpc"][-1][2] / shakespeare["val/loss"][-1][2]
+            curve(ax, "gpt_shakespeare", "train/loss", "lit_lm GPT, train (at val's chars/token)", x="time",
+                  scale=per_nat)
+        curve(ax, "gpt_shakespeare", "val/bpc", "lit_lm GPT, validation", x="time")
+        ax.axhline(NANOGPT_BPC, color="gray", ls="--", label=f"nanoGPT baby GPT after 159 s: {NANOGPT_BPC}")
+        ax.axhline(2.45, color="green", ls=":", label="target 2.45")
+        ax.set(xlabel="training seconds (2 CPU cores)", ylabel="bits per character", title="Tiny shakespeare")
+        ax.set_ylim(2.0, 4.0)
+        save(fig, "gpt_shakespeare.png")
 
     def unigram(ax, name: str, what: str, label: str, scale: float = 1.0) -> None:
         """The run's baseline/unigram_<what>: a context-free model's score, the line the curve must cross."""
-        series = logs_by_name.get(name, {}).get(f"baseline/unigram_{what}")
+        series = series_by_name.get(name, {}).get(f"baseline/unigram_{what}")
         if series:
             ax.axhline(scale * series[-1][2], color="gray", ls="--", label=label)
 
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
-    curve(a1, "gpt_gutenberg", "val/bpc", "GPT, validation")
-    unigram(a1, "gpt_gutenberg", "bpc", "unigram model")
-    a1.set(xlabel="optimizer step", ylabel="bits per character", title="GPT on Gutenberg + KJV")
-    curve(a2, "bert_gutenberg", "val/mlm_loss", "BERT, validation")
-    unigram(a2, "bert_gutenberg", "loss", "unigram model (entropy)")
-    a2.set(xlabel="optimizer step", ylabel="MLM loss (nats per masked token)", title="BERT on Gutenberg + KJV")
-    curve(a3, "bert_gutenberg", "val/mlm_acc", "MLM accuracy", scale=100)
-    unigram(a3, "bert_gutenberg", "acc", "unigram model (most frequent token)", scale=100)
-    curve(a3, "bert_gutenberg", "val/nsp_acc", "NSP accuracy", scale=100)
-    a3.set(xlabel="optimizer step", ylabel="% of held-out masked tokens", title="BERT on Gutenberg + KJV")
-    save(fig, "pretraining_gutenberg.png")
+    fig, axes = figure("pretraining_gutenberg.png", ("gpt_gutenberg", "bert_gutenberg"), ncols=3, figsize=(14, 4))
+    if fig:
+        a1, a2, a3 = axes
+        curve(a1, "gpt_gutenberg", "val/bpc", "GPT, validation")
+        unigram(a1, "gpt_gutenberg", "bpc", "unigram model")
+        a1.set(xlabel="optimizer step", ylabel="bits per character", title="GPT on Gutenberg + KJV")
+        curve(a2, "bert_gutenberg", "val/mlm_loss", "BERT, validation")
+        unigram(a2, "bert_gutenberg", "loss", "unigram model (entropy)")
+        a2.set(xlabel="optimizer step", ylabel="MLM loss (nats per masked token)", title="BERT on Gutenberg + KJV")
+        curve(a3, "bert_gutenberg", "val/mlm_acc", "MLM accuracy", scale=100)
+        unigram(a3, "bert_gutenberg", "acc", "unigram model (most frequent token)", scale=100)
+        curve(a3, "bert_gutenberg", "val/nsp_acc", "NSP accuracy", scale=100)
+        a3.set(xlabel="optimizer step", ylabel="% of held-out masked tokens", title="BERT on Gutenberg + KJV")
+        save(fig, "pretraining_gutenberg.png")
 
     for task in ("snli", "story_cloze"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for exp in EXPERIMENTS:
-            if exp.task == task:
+        arms = [e for e in EXPERIMENTS if e.task == task]  # the compared arms must be there; extra rows if they are
+        fig, ax = figure(f"{task}.png", tuple(e.name for e in arms if e.init != "imported"), figsize=(6, 4))
+        if fig:
+            for exp in arms:
                 curve(ax, exp.name, "val/acc", exp.name.removeprefix(task + "_"), x="step", scale=100)
-        ax.set(xlabel="optimizer step", ylabel="validation accuracy (%)", title=f"{task}: fine-tuning (first seed)")
-        save(fig, f"{task}.png")
+            ax.set(xlabel="optimizer step", ylabel="validation accuracy (%)", title=f"{task}: fine-tuning (first seed)")
+            save(fig, f"{task}.png")
     return written
 
 
 def report(readme: bool) -> None:
     records = load_records()
     text = table(records)
-    plots = plot(run_logs())
+    plots = plot(curves())
     machines = sorted({r["machine"] for r in records}) or [machine()]
     precisions = sorted({r["precision"] for r in records})
     block = "\n".join([
@@ -424,7 +463,7 @@ def main() -> None:
     p_run = sub.add_parser("run", help="run experiments (all, or those named)")
     p_run.add_argument("names", nargs="*", help=f"any of: {', '.join(BY_NAME)}")
     p_run.add_argument("--seeds", type=int, nargs="+", help=f"seeds of the fine-tuning arms (default {SEEDS})")
-    p_report = sub.add_parser("report", help="table + plots from experiments/results.json and the logs in runs/cpu")
+    p_report = sub.add_parser("report", help="table + plots from experiments/results.json and the curves of the runs")
     p_report.add_argument("--no-readme", action="store_true", help="print only; leave README.md alone")
     args = parser.parse_args()
     if args.command == "run":

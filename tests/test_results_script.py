@@ -25,6 +25,7 @@ def results(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "PLOTS", tmp_path / "plots")
     monkeypatch.setattr(module, "README", tmp_path / "README.md")
     monkeypatch.setattr(module, "RESULTS_JSON", tmp_path / "results.json")
+    monkeypatch.setattr(module, "CURVES_JSON", tmp_path / "curves.json")
     return module
 
 
@@ -120,3 +121,26 @@ def test_report_refuses_a_readme_without_the_block(results):
     results.README.write_text("# title\n")
     with pytest.raises(SystemExit, match="results:begin"):
         results.report(readme=True)
+
+
+def test_report_keeps_the_curves_and_redraws_from_them_without_the_runs(results):
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    exp = results.BY_NAME["gpt_shakespeare"]
+    _log(exp.run_dir(None), {"val/bpc": [3.1, 2.40], "val/loss": [5.0, 4.0], "train/loss": [6.0, 4.0]})
+    _record(results, "gpt_shakespeare", None, 2.40)
+    results.PLOTS.mkdir(parents=True)
+    (results.PLOTS / "snli.png").write_bytes(b"committed figure")
+    results.report(readme=False)
+    saved = json.loads(results.CURVES_JSON.read_text())
+    assert [v for _, s, v in saved["gpt_shakespeare"]["series"]["val/bpc"]] == pytest.approx([3.1, 2.40])
+    assert [s for _, s, _ in saved["gpt_shakespeare"]["series"]["val/bpc"]] == [0, 10]
+    # a figure whose compared arms have no curves is not redrawn half-empty: the committed file stays
+    assert (results.PLOTS / "snli.png").read_bytes() == b"committed figure"
+
+    shutil.rmtree(results.RUNS)  # a fresh checkout: no runs/cpu, the curves from curves.json
+    (results.PLOTS / "gpt_shakespeare.png").unlink()
+    results.report(readme=False)
+    assert (results.PLOTS / "gpt_shakespeare.png").is_file()
+    assert json.loads(results.CURVES_JSON.read_text()) == saved
