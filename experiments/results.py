@@ -82,7 +82,7 @@ class Experiment:
         return RUNS / self.name if seed is None else RUNS / self.name / f"seed{seed}"
 
 
-NANOGPT_BPC, NANOGPT_S = 2.739, 78  # benchmarks/nanogpt_shakespeare.py, 2026-12-02, Xeon 2 cores (benchmarks/RESULTS.md)
+NANOGPT_BPC, NANOGPT_S = 2.739, 78  # benchmarks/nanogpt_shakespeare.py, 2026-12-02, Xeon, 2 cores (RESULTS.md)
 NANOGPT = f"nanoGPT's CPU baby GPT (char-level, 2000 iters in fp32: {NANOGPT_S} s here): {NANOGPT_BPC} bpc"
 GPT1_SNLI = "GPT-1 (117M params, 550k SNLI training pairs): 89.9%"
 GPT1_CLOZE = "GPT-1 (117M params): 86.5%"
