@@ -169,7 +169,7 @@ def collect(exp: Experiment, seed: int | None) -> dict:
     config_file = root / "tensorboard" / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     trainer = config.get("trainer") or {}
-    steps = max((s for tag, v in logs.items() if tag.startswith("train/") for _, s, _ in v), default=0)
+    steps = steps_done(logs)
     tokens = logs.get("throughput/tokens_seen", [(0, 0, 0.0)])[-1][2]
     t = timings(root, logs)
     return {
@@ -180,6 +180,14 @@ def collect(exp: Experiment, seed: int | None) -> dict:
         "precision": str(trainer.get("precision")), "prep_s": t.get("prep_s"), "train_s": t.get("train_s"),
         "test_s": t.get("test_s"), "validate_s": t.get("validate_s"), "date": datetime.date.today().isoformat(),
     }  # fmt: skip
+
+
+def steps_done(logs: dict) -> int:
+    """Optimizer steps of the fit: the step of the last ``throughput/tokens_seen`` (logged when training ends, at the
+    trainer's global step); the last ``train/`` log (a point of the logging grid, 0-based) says less."""
+    if "throughput/tokens_seen" in logs:
+        return max(s for _, s, _ in logs["throughput/tokens_seen"])
+    return max((s + 1 for tag, v in logs.items() if tag.startswith("train/") for _, s, _ in v), default=0)
 
 
 def load_records() -> list[dict]:

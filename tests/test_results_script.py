@@ -64,11 +64,20 @@ def test_collect_reads_a_run_into_a_record(results):
          config={"seed_everything": 2, "trainer": {"precision": "bf16-mixed"}})  # fmt: skip
     (root / "wall.json").write_text(json.dumps({"started": 0.0, "fit_s": 420.5, "test_s": 30.0}))
     record = results.collect(exp, 2)
-    assert record["value"] == pytest.approx(0.61) and record["seed"] == 2 and record["steps"] == 20
+    assert record["value"] == pytest.approx(0.61) and record["seed"] == 2 and record["steps"] == 10
     assert record["tokens"] == 2000 and record["wall_s"] == 420.5 and record["precision"] == "bf16-mixed"
     assert {"name", "family", "init", "seed", "task", "metric", "value", "steps", "tokens", "wall_s", "machine",
             "precision"} <= set(record)  # fmt: skip
     assert record["family"] == "gpt" and record["init"] == "pretrained" and record["task"] == "snli"
+
+
+def test_steps_are_the_fits_not_the_last_logged_point(results):
+    # 1080 steps, train/ logged every 50 (0-based steps): the last train/ point is 1049; tokens_seen is logged
+    # again when training ends, at the trainer's global step
+    logs = {"train/loss": [(0.0, s, 1.0) for s in range(49, 1080, 50)],
+            "throughput/tokens_seen": [(0.0, 1049, 9.0), (1.0, 1080, 10.0)]}  # fmt: skip
+    assert results.steps_done(logs) == 1080
+    assert results.steps_done({"train/loss": logs["train/loss"]}) == 1050  # older logs: the last point, 1-based
 
 
 def test_a_rerun_replaces_its_record(results):
