@@ -215,6 +215,16 @@ def test_prepare_errors(tmp_path: Path, story_tok: Tokenizer) -> None:
         PreparedCorpus(tmp_path)
 
 
+def test_unigram_baseline_of_an_empty_split_names_it(tmp_path: Path, story_tok: Tokenizer) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text(story_docs(20))
+    pc = prepare_corpus([f], story_tok, tmp_path / "cache", val_fraction=0.1, progress=False)
+    assert pc.unigram_baseline("val")["loss"] > 0
+    pc._arrays["val_tokens"] = np.zeros(0, dtype=pc.dtype)  # e.g. validation documents that tokenize to nothing
+    with pytest.raises(DataError, match="the val split has no tokens"):
+        pc.unigram_baseline("val")
+
+
 def test_prepare_cli(tmp_path: Path, story_tok: Tokenizer, capsys: pytest.CaptureFixture[str]) -> None:
     f = write_builtin_corpus(tmp_path, num_docs=50)
     tok_path = tmp_path / "tok.json"
