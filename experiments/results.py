@@ -190,16 +190,33 @@ def steps_done(logs: dict) -> int:
     return max((s + 1 for tag, v in logs.items() if tag.startswith("train/") for _, s, _ in v), default=0)
 
 
+def _read_json(path: Path, kind: type, default):
+    """A results file of this script, or ``default`` when absent; a damaged one stops with its name, not a traceback."""
+    if not path.is_file():
+        return default
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}:{e.lineno}: not valid JSON ({e.msg}); restore it from git") from None
+    if not isinstance(data, kind):
+        raise SystemExit(f"{path}: expected a JSON {kind.__name__}, got {type(data).__name__}; restore it from git")
+    return data
+
+
+def _experiment_order(name: str) -> int:
+    """Sort key: the order of EXPERIMENTS (unknown names last)."""
+    return next((i for i, e in enumerate(EXPERIMENTS) if e.name == name), len(EXPERIMENTS))
+
+
 def load_records() -> list[dict]:
-    return json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else []
+    return _read_json(RESULTS_JSON, list, [])
 
 
 def save_record(record: dict) -> None:
     """Replace the record of the same name and seed (a re-run) in results.json, or add it."""
     records = [r for r in load_records() if (r["name"], r["seed"]) != (record["name"], record["seed"])]
     records.append(record)
-    order = {e.name: i for i, e in enumerate(EXPERIMENTS)}
-    records.sort(key=lambda r: (order.get(r["name"], len(order)), r["seed"] if r["seed"] is not None else -1))
+    records.sort(key=lambda r: (_experiment_order(r["name"]), r["seed"] if r["seed"] is not None else -1))
     RESULTS_JSON.write_text(json.dumps(records, indent=1) + "\n")
 
 
@@ -325,7 +342,7 @@ def curves() -> dict[str, dict[str, list[list[float]]]]:
     """The plotted series per experiment (its pretraining run, or a fine-tuning arm's first seed) as tag ->
     [[seconds since training started, step, value]]: from the run's TensorBoard logs where ``runs/cpu`` has them
     (and then saved into ``experiments/curves.json``), else as saved there by an earlier report."""
-    saved = json.loads(CURVES_JSON.read_text()) if CURVES_JSON.is_file() else {}
+    saved = _read_json(CURVES_JSON, dict, {})
     fresh = {}
     for exp in EXPERIMENTS:
         seed = (exp.seeds or (None,))[0]
@@ -341,8 +358,7 @@ def curves() -> dict[str, dict[str, list[list[float]]]]:
             t: [[round(w - t0, 1), s, round(v, 6)] for w, s, v in logs[t]] for t in tags}}  # fmt: skip
     if fresh:
         saved.update(fresh)
-        order = {e.name: i for i, e in enumerate(EXPERIMENTS)}
-        saved = dict(sorted(saved.items(), key=lambda kv: order.get(kv[0], len(order))))
+        saved = dict(sorted(saved.items(), key=lambda kv: _experiment_order(kv[0])))
         CURVES_JSON.parent.mkdir(parents=True, exist_ok=True)
         CURVES_JSON.write_text(json.dumps(saved, separators=(",", ":")) + "\n")
     return {name: entry["series"] for name, entry in saved.items()}

@@ -60,11 +60,11 @@ def _rows(results) -> dict[str, str]:
 def test_collect_reads_a_run_into_a_record(results):
     exp = results.BY_NAME["snli_from_gpt"]
     root = exp.run_dir(2)
-    _log(root, {"train/loss": [1.0, 0.9, 0.8], "test/acc": [0.61], "throughput/tokens_seen": [100.0, 2000.0]},
+    _log(root, {"train/loss": [1.0, 0.9, 0.8], "test/acc": [0.61], "throughput/tokens_seen": [100.0, 900.0, 2000.0]},
          config={"seed_everything": 2, "trainer": {"precision": "bf16-mixed"}})  # fmt: skip
     (root / "wall.json").write_text(json.dumps({"started": 0.0, "fit_s": 420.5, "test_s": 30.0}))
     record = results.collect(exp, 2)
-    assert record["value"] == pytest.approx(0.61) and record["seed"] == 2 and record["steps"] == 10
+    assert record["value"] == pytest.approx(0.61) and record["seed"] == 2 and record["steps"] == 20
     assert record["tokens"] == 2000 and record["wall_s"] == 420.5 and record["precision"] == "bf16-mixed"
     assert {"name", "family", "init", "seed", "task", "metric", "value", "steps", "tokens", "wall_s", "machine",
             "precision"} <= set(record)  # fmt: skip
@@ -153,3 +153,12 @@ def test_report_keeps_the_curves_and_redraws_from_them_without_the_runs(results)
     results.report(readme=False)
     assert (results.PLOTS / "gpt_shakespeare.png").is_file()
     assert json.loads(results.CURVES_JSON.read_text()) == saved
+
+
+def test_a_damaged_results_file_is_named(results):
+    results.RESULTS_JSON.write_text('[{"name": "gpt_shakespeare",\n')
+    with pytest.raises(SystemExit, match=r"results\.json:2: not valid JSON"):
+        results.load_records()
+    results.CURVES_JSON.write_text("[]")
+    with pytest.raises(SystemExit, match=r"curves\.json: expected a JSON dict, got list"):
+        results.curves()
