@@ -300,6 +300,10 @@ class TaskDataModule(ResumableDataModule):
     on first use of :attr:`tokenizer` (``prepare_data`` does it on the one process that writes the cache), and the
     files are read and tokenized once, in :meth:`setup`.
 
+    ``extra_train_files`` join the training split only: the validation hold-out is drawn from ``train_files``
+    alone, so adding or changing extra data leaves the validation split (and so the comparison of runs on it)
+    unchanged.
+
     Subclasses pass the shared settings to ``__init__`` and implement :meth:`_read` (files -> examples and skipped
     counts), :meth:`_builtin` (a split of the built-in set), :meth:`_tokenizer_key` and :meth:`_tokenizer_texts`
     (what a tokenizer trained here is keyed on and trained with), :meth:`_tokenize` (examples -> dataset with
@@ -326,12 +330,19 @@ class TaskDataModule(ResumableDataModule):
         lowercase: bool | None,
         cache_dir: str,
         tokenizer_kind: TokenizerKind = "wordpiece",
+        extra_train_files: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.train_files = as_file_list(train_files)
+        self.extra_train_files = as_file_list(extra_train_files)
+        if self.extra_train_files is not None and self.train_files is None:
+            raise DataError(
+                "extra_train_files adds to train_files, but train_files is not set; list every training file "
+                "in train_files (the validation split is held out of train_files only)"
+            )
         self.val_files = as_file_list(val_files)
         self.test_files = as_file_list(test_files)
-        for files in (self.train_files, self.val_files, self.test_files):
+        for files in (self.train_files, self.extra_train_files, self.val_files, self.test_files):
             for f in files or ():  # a missing file is a clear error at once; reading waits for setup
                 if not Path(f).exists():  # a directory is fine here: an InferSent split
                     require_file(f)
@@ -408,6 +419,12 @@ class TaskDataModule(ResumableDataModule):
             if split == "train" and self.val_files is None:
                 train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
                 examples = [examples[i] for i in train_idx]
+            if split == "train" and self.extra_train_files is not None:
+                extra, extra_skipped = self._read(self.extra_train_files)
+                log.info("training: %d examples of train_files + %d of extra_train_files", len(examples), len(extra))
+                examples = examples + extra
+                for reason, n in extra_skipped.items():
+                    skipped[reason] = skipped.get(reason, 0) + n
         elif self.train_files is None:
             examples = self._builtin(split)
         elif split == "val":

@@ -347,6 +347,8 @@ class MultipleChoiceDataModule(TaskDataModule):
     Args:
         train_files: Training files (see :mod:`lit_lm.data.multiple_choice` for formats). None: the built-in
             generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_multiple_choice`).
+        extra_train_files: More training files, added to the training split only: the validation hold-out
+            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None, else a
             seeded random ``val_fraction`` of the training examples.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -376,6 +378,7 @@ class MultipleChoiceDataModule(TaskDataModule):
     def __init__(
         self,
         train_files: list[str] | None = None,
+        extra_train_files: list[str] | None = None,
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         tokenizer: str | None = None,
@@ -402,7 +405,7 @@ class MultipleChoiceDataModule(TaskDataModule):
             reader = dataset
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
         self.reader: MultipleChoiceFormat = reader
         self._read_cache: dict[str, ReadResult[MultipleChoiceExample]] = {}
 
@@ -424,9 +427,13 @@ class MultipleChoiceDataModule(TaskDataModule):
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
             return [f"builtin-mc-v{BUILTIN_TASKS_VERSION}"]
-        for f in self.train_files:
+        extra = self.extra_train_files or []
+        for f in self.train_files + extra:
             detect_multiple_choice_reader(f, self.reader)  # a clear error for a missing file
-        return ["mc", self.reader] + [f"{f}:{file_digest(f)}" for f in self.train_files]
+        key = ["mc", self.reader] + [f"{f}:{file_digest(f)}" for f in self.train_files]
+        if extra:  # apart, so adding none keeps the keys of caches made before the setting
+            key += ["extra"] + [f"{f}:{file_digest(f)}" for f in extra]
+        return key
 
     def _tokenizer_texts(self) -> list[str]:
         return [t for ex in self.examples("train") for t in (ex.context, *ex.choices)]

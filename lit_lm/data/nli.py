@@ -295,6 +295,8 @@ class NLIDataModule(TaskDataModule):
     Args:
         train_files: Training files (any reader format; see :mod:`lit_lm.data.nli`). None: the built-in
             generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_nli`), which needs no files.
+        extra_train_files: More training files, added to the training split only: the validation hold-out
+            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None,
             else a seeded random ``val_fraction`` of the training examples is held out.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -325,6 +327,7 @@ class NLIDataModule(TaskDataModule):
     def __init__(
         self,
         train_files: list[str] | None = None,
+        extra_train_files: list[str] | None = None,
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         tokenizer: str | None = None,
@@ -345,7 +348,7 @@ class NLIDataModule(TaskDataModule):
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
         self.label_vocab = LabelVocab(NLI_LABELS if labels is None else labels)
         self.label_names: list[str] = list(self.label_vocab.names)
         self.num_labels: int = len(self.label_vocab)
@@ -361,7 +364,10 @@ class NLIDataModule(TaskDataModule):
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
             return [f"builtin-nli-v{BUILTIN_TASKS_VERSION}"]
-        return ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
+        key = ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
+        if self.extra_train_files:  # apart, so adding none keeps the keys of caches made before the setting
+            key += ["extra"] + [f"{f}:{file_digest(p)}" for f in self.extra_train_files for p in self._paths(f)]
+        return key
 
     def _paths(self, f: str) -> list[Path]:
         p = Path(f)

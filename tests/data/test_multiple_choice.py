@@ -236,6 +236,13 @@ def test_datamodule_generic_files_and_holdout(tmp_path: Path) -> None:
     assert batch["input_ids"].shape[:2] == (3, 3) and (batch["extract_positions"] == 0).all()
     with pytest.raises(DataError, match="no test_files set"):
         dm.setup("test")
+    extra = write(tmp_path / "extra.jsonl", jsonl(*[{"context": f"x {i}", "choices": ["a", "b", "c"], "label": 0}
+                                                    for i in range(5)]))  # fmt: skip
+    more = MultipleChoiceDataModule(train_files=[str(f)], extra_train_files=[str(extra)], tokenizer=str(tok_path),
+                                    format="encoder", batch_size=3)  # fmt: skip
+    more.setup("fit")
+    assert more.stats["train"]["examples"] == 23 and more.examples("val") == dm.examples("val")
+    assert dm._tokenizer_key() != more._tokenizer_key()
 
 
 def test_real_copa_in_a_datamodule(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_lm.data.builtin_tasks import NLI_SIZES, builtin_nli
-from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, LabelVocab, NLIExample
+from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, NO_GOLD_LABEL, LabelVocab, NLIExample
 from lit_lm.data.finetuning import NLICollator, encode_pairs, truncate_longest_first
 from lit_lm.data.nli import (
     NLIDataModule,
@@ -385,6 +385,32 @@ def test_datamodule_files_holdout_and_determinism(tmp_path: Path, tok_path: str)
     assert b1["token_type_ids"].max() == 1 and (b1["extract_positions"] == 0).all()
     dm1.setup("test")
     assert next(iter(dm1.test_dataloader()))["labels"].tolist() == [E]
+
+
+def test_extra_train_files_join_training_only(tmp_path: Path, tok_path: str) -> None:
+    """Extra files add training examples (skipped records counted with the split) and leave the validation
+    hold-out exactly as without them, so runs with different extra data compare on the same examples."""
+    records = [{"premise": f"A dog is running {i}.", "hypothesis": "An animal is moving.", "label": i % 3}
+               for i in range(40)]  # fmt: skip
+    train = write(tmp_path / "train.jsonl", jsonl(*records))
+    extra = write(tmp_path / "extra.jsonl", jsonl(*[{"premise": f"A cat {i}.", "hypothesis": "A pet.", "label": 0}
+                                                    for i in range(7)], {"premise": "x", "hypothesis": "y",
+                                                                         "label": -1}))  # fmt: skip
+    kw = dict(train_files=[str(train)], tokenizer=tok_path, batch_size=4, format="encoder")
+    base, more = NLIDataModule(**kw), NLIDataModule(**kw, extra_train_files=[str(extra)])
+    for dm in (base, more):
+        dm.setup("fit")
+    assert [e.source for e in more.examples("val")] == [e.source for e in base.examples("val")]
+    assert more.stats["train"]["examples"] == base.stats["train"]["examples"] + 7 == 45
+    assert more.stats["train"]["skipped"] == {NO_GOLD_LABEL: 1}
+    extra_sources = {e.source for e in more.examples("train")} - {e.source for e in base.examples("train")}
+    assert len(extra_sources) == 7 and all("extra.jsonl" in s for s in extra_sources)
+    assert not extra_sources & {e.source for e in more.examples("val")}
+    assert base._tokenizer_key() == NLIDataModule(**kw)._tokenizer_key() != more._tokenizer_key()
+    with pytest.raises(DataError, match="extra_train_files adds to train_files"):
+        NLIDataModule(extra_train_files=[str(extra)], tokenizer=tok_path)
+    with pytest.raises(DataError, match=r"gone\.jsonl: file not found"):
+        NLIDataModule(**kw, extra_train_files=[str(tmp_path / "gone.jsonl")])
 
 
 def test_datamodule_group_by_length_and_errors(tmp_path: Path, tok_path: str) -> None:
