@@ -19,6 +19,7 @@ format with it.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -80,6 +81,68 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
     return tok
 
 
+_PRIVATE_USE = 0xF0000  # Supplementary Private Use Area-A (65,534 code points), then -B
+
+
+def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min_frequency: int,
+                     limit_alphabet: int) -> models.WordPiece:  # fmt: skip
+    """WordPiece vocabulary learned as the ``tokenizers`` WordPieceTrainer learns it (BPE merges over the words of
+    ``tk``'s normalizer and pre-tokenizer, ``##`` marking pieces inside a word), but the same on every run.
+
+    The library's trainer numbers the ``##`` characters in hash-map order (a new Rust hash seed per training), and
+    merges of equal count are then chosen by those numbers: the same text gave vocabularies differing in id order
+    and, now and then, in tokens. Here each character inside a word is first written as its own private-use code
+    point, so the BPE trainer's alphabet, sorted by code point, fixes every id: characters, then ``##``
+    characters (both in code-point order), then merges in the order learned. ``limit_alphabet`` keeps the most
+    frequent characters (ties by code point); a word is split at a character dropped that way.
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        words = tk.pre_tokenizer.pre_tokenize_str(tk.normalizer.normalize_str(text))
+        counts.update(w for w, _ in words)
+    chars: Counter[str] = Counter()
+    for word, n in counts.items():
+        for c in word:
+            chars[c] += n
+    kept = set(sorted(chars, key=lambda c: (-chars[c], ord(c)))[:limit_alphabet])
+    inside = {c for word in counts for c in word[1:]} & kept  # those that get a ## piece
+    free = (chr(cp) for cp in range(_PRIVATE_USE, 0x10FFFE) if chr(cp) not in chars and (cp & 0xFFFF) < 0xFFFE)
+    inner = {c: next(free) for c in sorted(inside)}  # a character inside a word -> its own code point
+    outer = {v: k for k, v in inner.items()}
+
+    def mark(word: str) -> str:
+        parts, current = [], []
+        for c in word:
+            if c not in kept:  # dropped by limit_alphabet: the word is split here
+                parts.append("".join(current))
+                current = []
+            else:
+                current.append(inner[c] if current else c)
+        parts.append("".join(current))
+        return " ".join(p for p in parts if p)
+
+    bpe = HFTokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
+        initial_alphabet=sorted(kept) + [inner[c] for c in sorted(inside)],
+        show_progress=False,
+    )
+    bpe.train_from_iterator(((mark(w) + " ") * n for w, n in sorted(counts.items())), trainer)
+    ordered = sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])
+
+    def unmark(token: str) -> str:
+        if token in SPECIAL_TOKENS:
+            return token
+        text = "".join(outer.get(c, c) for c in token)
+        return CONTINUATION_PREFIX + text if token[0] in outer else text
+
+    vocab = {unmark(t): i for t, i in ordered}
+    return models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX)
+
+
 class Tokenizer:
     """A WordPiece or byte-level BPE tokenizer with named special-token ids.
 
@@ -139,7 +202,10 @@ class Tokenizer:
             least = f"the {n} special tokens" + (" and the 256 byte tokens" if kind == "bpe" else "")
             raise DataError(f"vocab_size must be larger than {least}, got {vocab_size}")
         if kind == "wordpiece":
-            tk, trainer = cls._untrained(vocab_size, lowercase, min_frequency, limit_alphabet)
+            tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
+            _configure(tk, lowercase)
+            tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet)
+            return cls._finish(tk)
         else:  # bpe
             tk = HFTokenizer(models.BPE())
             tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -153,20 +219,6 @@ class Tokenizer:
             )
         tk.train_from_iterator(texts, trainer)
         return cls._finish(tk)
-
-    @staticmethod
-    def _untrained(vocab_size: int, lowercase: bool, min_frequency: int, limit_alphabet: int):
-        tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
-        _configure(tk, lowercase)
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
-            limit_alphabet=limit_alphabet,
-            continuing_subword_prefix=CONTINUATION_PREFIX,
-            show_progress=False,
-        )
-        return tk, trainer
 
     @classmethod
     def _finish(cls, tk: HFTokenizer) -> Tokenizer:

@@ -18,7 +18,9 @@ __all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
+# 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
+# 3: WordPiece ids in a canonical order (the trainer's order varied from process to process)
+FORMAT_VERSION = 3
 
 
 def train_tokenizer(

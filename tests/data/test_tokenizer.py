@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models, trainers
 
 from lit_lm.commands import tokenizer_main
 from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -43,6 +45,30 @@ def test_frequent_word_is_one_token_rare_word_splits(tok: Tokenizer) -> None:
     cont = tok.continuation_mask()
     ids = tok.encode("flabbergasted")
     assert not cont[ids[0]] and all(cont[i] for i in ids[1:])
+
+
+def test_wordpiece_training_is_reproducible_and_learns_what_the_library_trainer_learns(shared_data_dir: Path) -> None:
+    """The library's WordPieceTrainer numbers the ``##`` characters in hash order (a new seed per training, even in
+    one process): on this text ~100 of 2000 ids moved between two trainings, and now and then a token. lit_lm's
+    training gives the same tokenizer every time, and the library's vocabulary up to those ties."""
+    text = (shared_data_dir / "tinyshakespeare" / "input.txt").read_text().split("\n\n")
+    first, second = (Tokenizer.train_from_texts(text, vocab_size=2000) for _ in range(2))
+    assert first.hf.to_str() == second.hf.to_str()
+    vocab = sorted(first.hf.get_vocab(), key=first.hf.token_to_id)
+    assert vocab[:7] == list(SPECIAL_TOKENS) and vocab[7:10] == ["!", "$", "&"]  # then the alphabet by code point
+    library = HFTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    library.normalizer, library.pre_tokenizer = first.hf.normalizer, first.hf.pre_tokenizer
+    library.train_from_iterator(text, trainers.WordPieceTrainer(
+        vocab_size=2000, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
+        show_progress=False))  # fmt: skip
+    assert len(set(vocab) & set(library.get_vocab())) >= 0.99 * len(vocab)
+
+
+def test_wordpiece_limit_alphabet_splits_words_at_dropped_characters() -> None:
+    tok = Tokenizer.train_from_texts(["abc abc abc cab bca"] * 5 + ["aqb"], vocab_size=40, limit_alphabet=3)
+    assert "q" not in tok.hf.get_vocab() and "##q" not in tok.hf.get_vocab()
+    assert {"abc", "a", "##b", "##c", "c", "b"} <= set(tok.hf.get_vocab())
+    assert tok.tokenize("abc") == ["abc"] and tok.tokenize("aqb") == ["[UNK]"]
 
 
 def test_encode_has_no_special_tokens_by_default(tok: Tokenizer) -> None:
