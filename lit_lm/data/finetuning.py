@@ -346,6 +346,13 @@ class TaskDataModule(ResumableDataModule):
             for f in files or ():  # a missing file is a clear error at once; reading waits for setup
                 if not Path(f).exists():  # a directory is fine here: an InferSent split
                     require_file(f)
+        for f in self.extra_train_files or ():  # else held-out (or test) examples would be trained on
+            for setting in ("train_files", "val_files", "test_files"):
+                if any(Path(f).resolve() == Path(g).resolve() for g in getattr(self, setting) or ()):
+                    raise DataError(
+                        f"{f} is in both extra_train_files and {setting}; list each file once (extra_train_files "
+                        "adds training data that the validation hold-out and the test set must not contain)"
+                    )
         if format not in ("decoder", "encoder"):
             raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
         self.format: TaskFormat = format

@@ -347,8 +347,6 @@ class MultipleChoiceDataModule(TaskDataModule):
     Args:
         train_files: Training files (see :mod:`lit_lm.data.multiple_choice` for formats). None: the built-in
             generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_multiple_choice`).
-        extra_train_files: More training files, added to the training split only: the validation hold-out
-            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None, else a
             seeded random ``val_fraction`` of the training examples.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -373,12 +371,13 @@ class MultipleChoiceDataModule(TaskDataModule):
             ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         cache_dir: Where trained task tokenizers are cached.
         dataset: Deprecated name of ``reader`` (configs written before lit_lm 0.2).
+        extra_train_files: More training files, added to the training split only: the validation hold-out
+            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
     """
 
     def __init__(
         self,
         train_files: list[str] | None = None,
-        extra_train_files: list[str] | None = None,
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         tokenizer: str | None = None,
@@ -396,6 +395,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,
+        extra_train_files: list[str] | None = None,
     ) -> None:
         if dataset is not None:
             if reader not in ("auto", dataset):

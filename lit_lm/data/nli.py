@@ -295,8 +295,6 @@ class NLIDataModule(TaskDataModule):
     Args:
         train_files: Training files (any reader format; see :mod:`lit_lm.data.nli`). None: the built-in
             generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_nli`), which needs no files.
-        extra_train_files: More training files, added to the training split only: the validation hold-out
-            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None,
             else a seeded random ``val_fraction`` of the training examples is held out.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -322,12 +320,13 @@ class NLIDataModule(TaskDataModule):
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
             ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
         cache_dir: Where trained task tokenizers are cached.
+        extra_train_files: More training files, added to the training split only: the validation hold-out
+            comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
     """
 
     def __init__(
         self,
         train_files: list[str] | None = None,
-        extra_train_files: list[str] | None = None,
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         tokenizer: str | None = None,
@@ -345,6 +344,7 @@ class NLIDataModule(TaskDataModule):
         lowercase: bool | None = None,
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
+        extra_train_files: list[str] | None = None,
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,

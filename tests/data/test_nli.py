@@ -411,6 +411,9 @@ def test_extra_train_files_join_training_only(tmp_path: Path, tok_path: str) -> 
         NLIDataModule(extra_train_files=[str(extra)], tokenizer=tok_path)
     with pytest.raises(DataError, match=r"gone\.jsonl: file not found"):
         NLIDataModule(**kw, extra_train_files=[str(tmp_path / "gone.jsonl")])
+    for setting in ("train_files", "val_files", "test_files"):
+        with pytest.raises(DataError, match=f"in both extra_train_files and {setting}"):
+            NLIDataModule(**{**kw, setting: [str(extra)]}, extra_train_files=[str(tmp_path / "." / "extra.jsonl")])
 
 
 def test_datamodule_group_by_length_and_errors(tmp_path: Path, tok_path: str) -> None:
