@@ -380,7 +380,7 @@ class TaskDataModule(ResumableDataModule):
         tok = task_tokenizer(
             self._tokenizer_file,
             texts=self._tokenizer_texts,
-            key=self._tokenizer_key,
+            key=self._cache_key,
             vocab_size=self._vocab_size,
             lowercase=self._lowercase,
             cache_dir=self.cache_dir,
@@ -396,6 +396,14 @@ class TaskDataModule(ResumableDataModule):
 
     def _tokenizer_key(self) -> list[str]:
         raise NotImplementedError
+
+    def _cache_key(self) -> list[str]:
+        """What a tokenizer trained here is cached by: the training data, and which of it was held out (the
+        tokenizer learns from the training split only, so another seed or ``val_fraction`` is another text)."""
+        key = list(self._tokenizer_key())
+        if self.train_files is not None and self.val_files is None:
+            key.append(f"holdout:seed={self.seed},val_fraction={self.val_fraction}")
+        return key
 
     def _tokenizer_texts(self) -> list[str]:
         raise NotImplementedError

@@ -407,6 +407,10 @@ def test_extra_train_files_join_training_only(tmp_path: Path, tok_path: str) -> 
     assert len(extra_sources) == 7 and all("extra.jsonl" in s for s in extra_sources)
     assert not extra_sources & {e.source for e in more.examples("val")}
     assert base._tokenizer_key() == NLIDataModule(**kw)._tokenizer_key() != more._tokenizer_key()
+    # a tokenizer trained here learns from the training split, so the hold-out is part of its cache key
+    assert base._cache_key() != NLIDataModule(**{**kw, "seed": 7})._cache_key()
+    assert base._cache_key() != NLIDataModule(**kw, val_fraction=0.1)._cache_key()
+    assert NLIDataModule(**kw, val_files=[str(train)])._cache_key() == base._tokenizer_key()
     with pytest.raises(DataError, match="extra_train_files adds to train_files"):
         NLIDataModule(extra_train_files=[str(extra)], tokenizer=tok_path)
     with pytest.raises(DataError, match=r"gone\.jsonl: file not found"):
