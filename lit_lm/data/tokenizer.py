@@ -206,17 +206,16 @@ class Tokenizer:
             _configure(tk, lowercase)
             tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet)
             return cls._finish(tk)
-        else:  # bpe
-            tk = HFTokenizer(models.BPE())
-            tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-            tk.decoder = decoders.ByteLevel()
-            trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size,
-                min_frequency=min_frequency,
-                special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
-                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
-                show_progress=False,
-            )
+        tk = HFTokenizer(models.BPE())
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+            show_progress=False,
+        )
         tk.train_from_iterator(texts, trainer)
         return cls._finish(tk)
 

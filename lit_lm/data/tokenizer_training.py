@@ -19,7 +19,7 @@ __all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
 log = logging.getLogger(__name__)
 
 # 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
-# 3: WordPiece ids in a canonical order (the trainer's order varied from process to process)
+# 3: WordPiece learned reproducibly (the library trainer's ids, and at ties tokens, varied from run to run)
 FORMAT_VERSION = 3
 
 
