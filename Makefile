@@ -39,10 +39,11 @@ minilm: venv
 
 # The README's Results on real data (../shared/data beside the checkout): every run in turn (~4.5 hours on 2 AVX2-only
 # CPU cores in fp32, ~1 hour on 2 cores with AMX in bf16; each `experiments/results.py run <name>` piece under 2 hours),
-# then the table and plots written into README.md.
+# then the table and plots written into README.md. --record: the records go into experiments/results.json and the
+# table into README.md (tracked files); without it, `results.py run` keeps them in runs/cpu/results.json.
 results: minilm
-	$(BIN)/python experiments/results.py run
-	$(BIN)/python experiments/results.py report
+	$(BIN)/python experiments/results.py run --record
+	$(BIN)/python experiments/results.py report --record
 
 clean:
 	rm -rf $(VENV) build *.egg-info

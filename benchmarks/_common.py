@@ -1,5 +1,5 @@
 """Shared by the benchmark scripts: peak host memory of this process (for the memory probes, run in fresh
-subprocesses) and recording a result table in RESULTS.md.
+subprocesses) and recording a result table in RESULTS.md (only when asked: ``--record``).
 
 ``ru_maxrss`` is not used: it survives ``exec``, so a child started by a big parent would report the parent's peak.
 """
@@ -25,13 +25,21 @@ def reset_peak_rss() -> None:
         pass
 
 
-def record(table: str, results: Path, no_record: bool) -> None:
-    """Print a benchmark's markdown table and, unless ``no_record``, append it to ``results`` (RESULTS.md)."""
+RESULTS_HEADER = "# Benchmark results\n\nEach section is appended by a script in `benchmarks/` run with `--record`.\n\n"
+
+
+def record(table: str, results: Path, enabled: bool) -> None:
+    """Print a benchmark's markdown table and, if ``enabled`` (the scripts' ``--record``), append it to ``results``
+    (RESULTS.md, a tracked file: a run only to look at the numbers leaves it alone)."""
     print("\n" + table)
-    if not no_record:
-        with results.open("a") as f:
-            f.write(table + "\n")
-        print(f"appended to {results}")
+    if not enabled:
+        print(f"(not recorded: --record appends this table to {results.name})")
+        return
+    if not results.exists():
+        results.write_text(RESULTS_HEADER)
+    with results.open("a") as f:
+        f.write(table + "\n")
+    print(f"appended to {results}")
 
 
 def machine(device: object = None) -> str:

@@ -16,9 +16,9 @@ sequence (right padding). FLASH_ATTENTION takes no mask, MATH runs only up to --
 Before timing, the same run checks correctness at a moderate size: relative error ``||x - ref|| / ||ref||`` of the
 output and of dq, dk, dv of every implementation against an fp32 math reference.
 
-The tables are printed as markdown and appended as a new section to ``benchmarks/RESULTS.md`` (with GPU name,
-torch / triton versions and date). Every case is guarded: an out-of-memory prints ``oom``, an unsupported backend
-``n/a``, and a time budget (--time-budget) stops the sweep early rather than overrunning.
+The tables are printed as markdown; ``--record`` also appends them as a new section to ``benchmarks/RESULTS.md``
+(with GPU name, torch / triton versions and date). Every case is guarded: an out-of-memory prints ``oom``, an
+unsupported backend ``n/a``, and a time budget (--time-budget) stops the sweep early rather than overrunning.
 
     python benchmarks/attention.py            # full sweep, ~5 minutes on an H100
     python benchmarks/attention.py --quick    # a small subset, ~1 minute
@@ -448,7 +448,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="processes that pre-compile the Triton kernels (0: compile lazily in this process)")
     p.add_argument("--tune", action="store_true", help="also sweep tile sizes of our kernel")
     p.add_argument("--tune-seq", type=int, default=4096, help="sequence length of the --tune sweep")
-    p.add_argument("--no-append", action="store_true", help=f"print only; do not append to {RESULTS.name}")
+    p.add_argument("--record", action="store_true",
+                   help=f"append the tables to benchmarks/{RESULTS.name} (a tracked file); default: print only")
     args = p.parse_args(argv)
     if args.quick:
         args.seqs, args.head_dims, args.dtypes = [1024, 4096], [64], ["bf16"]
@@ -518,8 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         section.append("")
     section.append(f"Total run time {time.time() - start:.0f} s.")
     print("\n".join(section))
-    if not args.no_append:
+    if args.record:
         append_results(section)
+    else:
+        print(f"(not recorded: --record appends these tables to {RESULTS.name})")
     return 0
 
 

@@ -7,7 +7,7 @@ the timed step), then K steps on those same batches as ready tensors; medians ov
 loader's own time per batch is measured too.
 
     python benchmarks/data_loader.py                     # num_workers 0, batch 32, 128 tokens
-    python benchmarks/data_loader.py --num-workers 2 --no-record
+    python benchmarks/data_loader.py --num-workers 2 --record   # and append the table to benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--loader-batches", type=int, default=50)
     p.add_argument("--cache-dir", default=".cache/lit_lm")
-    p.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    p.add_argument("--record", action="store_true",
+                   help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*self.log.*")
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {r['overhead']:+.1%} |\n"
         for f, r in rows.items()
     )
-    record(table, RESULTS, args.no_record)
+    record(table, RESULTS, args.record)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Data pipeline throughput: tokenizer training, corpus preparation (MB/s) and DataModule batches/s.
 
-Runs on the 8 Gutenberg novels + the KJV bible in ``../shared/data`` (about 10 MB of text) and appends a markdown
-table to ``benchmarks/RESULTS.md``::
+Runs on the 8 Gutenberg novels + the KJV bible in ``../shared/data`` (about 10 MB of text) and prints a markdown
+table; ``--record`` also appends it to ``benchmarks/RESULTS.md``::
 
     python benchmarks/data_pipeline.py                  # default data dir: ../shared/data beside the checkout
-    python benchmarks/data_pipeline.py --no-record      # print only
+    python benchmarks/data_pipeline.py --record         # and append the table to benchmarks/RESULTS.md
 
 Every step starts from an empty temporary cache, so nothing is reused between runs (the cache-hit row measures the
 reuse of a corpus prepared within the same run).
@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from _common import machine  # benchmarks/_common.py
+from _common import machine, record  # benchmarks/_common.py
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -63,8 +63,8 @@ def wordpiece_vs_library(paths: list[Path], vocab_size: int) -> tuple[str, str, 
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, trainers
 
-    from lit_lm.data.text import read_corpus
-    from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+    from lit_lm.data.core.tokenizer import SPECIAL_TOKENS, Tokenizer
+    from lit_lm.data.pretraining.text import read_corpus
 
     texts = [" ".join(d.sentences) for d in read_corpus(paths).documents()]
     t0 = time.perf_counter()
@@ -90,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=200, help="batches timed per DataModule")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    p.add_argument("--record", action="store_true",
+                   help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from lit_lm.data import CausalLMDataModule, MaskedLMDataModule
-    from lit_lm.data.corpus import prepare_corpus
-    from lit_lm.data.text import resolve_files
-    from lit_lm.data.tokenizer_training import train_tokenizer
+    from lit_lm.data.pretraining.corpus import prepare_corpus
+    from lit_lm.data.pretraining.text import resolve_files
+    from lit_lm.data.pretraining.tokenizer_training import train_tokenizer
 
     files = [args.data_dir / "gutenberg", args.data_dir / "kjv-bible"]
     for f in files:
@@ -174,13 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "| step | time / rate | throughput |\n|---|---:|---|\n"
     )
     table = header + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)
-    print("\n" + table)
-    if not args.no_record:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `benchmarks/`.\n\n")
-        with RESULTS.open("a") as f:
-            f.write(table + "\n")
-        print(f"appended to {RESULTS}")
+    record(table, RESULTS, args.record)
     return 0
 
 

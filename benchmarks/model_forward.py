@@ -5,7 +5,8 @@ two implementations in one process so machine noise hits both alike. Peak memory
 implementation in a fresh subprocess (peak RSS growth on CPU, ``max_memory_allocated`` on CUDA).
 
     python benchmarks/model_forward.py                      # bert-mini and gpt-mini, fp32 and bf16 autocast
-    python benchmarks/model_forward.py --preset bert-base --batch-size 8 --seq-len 128 --no-record
+    python benchmarks/model_forward.py --preset bert-base --batch-size 8 --seq-len 128
+    python benchmarks/model_forward.py --record             # and append the table to benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _common import machine, reset_peak_rss, status_mib  # benchmarks/_common.py
+from _common import machine, record, reset_peak_rss, status_mib  # benchmarks/_common.py
 
 from lit_lm.config import TransformerConfig
 from lit_lm.model import build_backbone
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    p.add_argument("--record", action="store_true",
+                   help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     p.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_probe:
@@ -160,13 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     table = header + "".join(
         f"| {r[0]} | {r[1]} | {r[2]:,.0f} | {r[3]:,.0f} | {r[4]:.2f}x | {r[5]:,.0f} | {r[6]:,.0f} |\n" for r in rows
     )
-    print("\n" + table)
-    if not args.no_record:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `benchmarks/`.\n\n")
-        with RESULTS.open("a") as f:
-            f.write(table + "\n")
-        print(f"appended to {RESULTS}")
+    record(table, RESULTS, args.record)
 
 
 if __name__ == "__main__":

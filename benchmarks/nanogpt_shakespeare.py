@@ -1,6 +1,7 @@
 """lit_lm's tiny-shakespeare GPT beside nanoGPT's CPU "baby GPT", in one run on this machine, one after the other.
 
     python benchmarks/nanogpt_shakespeare.py --nanogpt /path/to/nanoGPT      # a checkout of karpathy/nanoGPT
+    python benchmarks/nanogpt_shakespeare.py --nanogpt /path/to/nanoGPT --record   # + benchmarks/RESULTS.md
 
 Both arms get the same text (``../shared/data/tinyshakespeare/input.txt``) and the same split (first 90% of the
 characters train, the last 10% validate) and are scored the same way: **bits per character over the whole
@@ -150,7 +151,8 @@ print(json.dumps({**{k: float(v) for k, v in metrics.items()}, "step": int(read_
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nanogpt", type=Path, required=True, help="a checkout of github.com/karpathy/nanoGPT")
-    p.add_argument("--no-record", action="store_true", help="print the table only")
+    p.add_argument("--record", action="store_true",
+                   help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     args = p.parse_args(argv)
     text = DATA.read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         f"for the whole `fit` (set-up excluded: done before) | tokenizer training {lit['tokenizer_s']:.1f} s, corpus "
         f"preparation {lit['prepare_s']:.1f} s |\n"
     )
-    record(table, RESULTS, args.no_record)
+    record(table, RESULTS, args.record)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ the precision used: measured in the same run with a big matmul on CPUs, from a t
 known GPUs.
 
     python benchmarks/train_throughput.py                        # bert-mini + gpt-mini, fp32 + bf16-mixed
-    python benchmarks/train_throughput.py --size base --batch-size 8 --precision fp32 --no-record
+    python benchmarks/train_throughput.py --size base --batch-size 8 --precision fp32 --record   # + RESULTS.md
     python benchmarks/train_throughput.py --family gpt --precision fp32 --profile   # + top ops of both sides
 """
 
@@ -76,7 +76,7 @@ def make_batch(family: str, config: TransformerConfig, batch_size: int, seq_len:
     if family == "gpt":
         x = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1), generator=g)
         return {"input_ids": x[:, :-1].contiguous(), "labels": x[:, 1:].contiguous()}
-    from lit_lm.data.masking import MLMCollator
+    from lit_lm.data.pretraining.masking import MLMCollator
 
     # [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4; 10% of the pairs shorter (BERT's short_seq_prob)
     collator = MLMCollator(pad_id=0, mask_id=4, vocab_size=config.vocab_size, special_ids=[0, 1, 2, 3, 4], seed=0)
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--profile", action="store_true", help="print the top ops (torch.profiler) of each side")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    p.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    p.add_argument("--record", action="store_true",
+                   help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     p.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {mem['transformers']:,.0f} |\n"
         for name, prec, bs, tps, ratio, paired, mem, mfu, spread, reps in rows
     )
-    record(table, RESULTS, args.no_record)
+    record(table, RESULTS, args.record)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
 """Reproduce the README's Results: run the real-data experiments of ``experiments/cpu`` (every fine-tuning arm with
-several seeds), record one line per run in ``experiments/results.json``, and generate the table and plots from it.
+several seeds), record one line per run, and generate the table and plots from the records.
 
     python experiments/results.py run                        # all, prerequisites first (hours on 2 CPU cores)
     python experiments/results.py run snli_gpt_scratch       # some (their prerequisites must have run before)
     python experiments/results.py run snli_from_gpt --seeds 1   # one seed of an arm
-    python experiments/results.py report                     # table + plots -> README.md, experiments/plots
+    python experiments/results.py report                     # print the table
+    python experiments/results.py run --record               # records -> experiments/results.json
+    python experiments/results.py report --record            # table + plots -> README.md, experiments/plots
 
-``make results`` does both. A run is ``python -m lit_lm fit --config experiments/cpu/<name>.yaml`` (then ``test
---ckpt_path best`` for the fine-tuning runs) in a fresh ``runs/cpu/<name>`` (pretraining: the path the fine-tuning
-configs read) or ``runs/cpu/<name>/seed<N>`` (with ``--seed_everything N --data.init_args.seed N``: the model's
-initialisation, dropout, data order and validation hold-out all follow the seed). Each finished run replaces its
-record (same name and seed) in ``experiments/results.json``: ``name, family, init, seed, task, metric, value, steps,
-tokens, wall_s, machine, precision`` plus the timings. Budgets are optimizer steps (``max_steps`` in the configs), so
-a record is reproducible on any machine; ``wall_s`` says what it cost on the one that ran it. ``report`` keeps the
-plotted series (each pretraining run, each fine-tuning arm's first seed) in ``experiments/curves.json``, committed
-beside the records, so a checkout without ``runs/cpu`` redraws the same figures. Data:
-``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
+Recording is opt-in, since it rewrites tracked files: without ``--record``, ``run`` keeps its records in
+``runs/cpu/results.json`` (beside the runs, untracked) and ``report`` prints the table of the recorded runs with
+those of ``runs/cpu/results.json`` in place of the same name and seed, writing nothing. ``make results`` does both
+with ``--record``.
+
+A run is ``python -m lit_lm fit --config experiments/cpu/<name>.yaml`` (then ``test --ckpt_path best`` for the
+fine-tuning runs) in a fresh ``runs/cpu/<name>`` (pretraining: the path the fine-tuning configs read) or
+``runs/cpu/<name>/seed<N>`` (with ``--seed_everything N --data.init_args.seed N``: the model's initialisation,
+dropout, data order and validation hold-out all follow the seed). Each finished run replaces its record (same name
+and seed) in ``experiments/results.json`` (with ``--record``; else in ``runs/cpu/results.json``): ``name, family,
+init, seed, task, metric, value, steps, tokens, wall_s, machine, precision`` plus the timings. Budgets are optimizer
+steps (``max_steps`` in the configs), so a record is reproducible on any machine; ``wall_s`` says what it cost on the
+one that ran it. ``report --record`` keeps the plotted series (each pretraining run, each fine-tuning arm's first
+seed) in ``experiments/curves.json``, committed beside the records, so a checkout without ``runs/cpu`` redraws the
+same figures. Data: ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class Experiment:
     name: str
     what: str  # the table's description of the run
     metric: str  # TensorBoard tag of the headline number (its last value)
-    unit: str  # "bpc" or "%"
+    unit: str  # "bpc", "%" (a fraction shown x 100 with %), or "x100" (a correlation or F1 shown x 100, GLUE-style)
     family: str  # "gpt" or "bert"
     init: str  # "scratch", "pretrained" or "imported"
     task: str
@@ -72,7 +79,7 @@ class Experiment:
         if self.at_most is not None:
             return f"<= {self.at_most} {self.unit}"
         if self.at_least is not None:
-            return f">= {100 * self.at_least:.0f}%"
+            return f">= {100 * self.at_least:.0f}{'%' if self.unit == '%' else ''}"
         if self.beats:
             margin = f" by >= {100 * self.beats_by:.0f} pts" if self.beats_by else ""
             return f"> {self.beats}{margin}"
@@ -114,13 +121,25 @@ EXPERIMENTS = [
                needs=("gpt_gutenberg",), **_FT),
     Experiment("story_cloze_minilm", "Story Cloze, extra row: all-MiniLM-L6-v2 imported", family="bert",
                init="imported", task="story_cloze", reference=GPT1_CLOZE, **{**_FT, "seeds": ()}),
+    Experiment("sst2_minilm", "SST-2 (GLUE dev), all-MiniLM-L6-v2 imported, 1,000 steps", family="bert",
+               init="imported", task="sst2", reference="BERT-base: 93.5%", at_least=0.85, **_FT),
+    Experiment("cola_minilm", "CoLA (GLUE dev, in + out of domain), all-MiniLM-L6-v2 imported: Matthews corr. x 100",
+               family="bert", init="imported", task="cola", reference="BERT-base: 52.1 (GLUE test)",
+               **{**_FT, "metric": "test/mcc", "unit": "x100"}),
+    Experiment("stsb_minilm", "STS-B (STS Benchmark test), all-MiniLM-L6-v2 imported: Pearson x 100", family="bert",
+               init="imported", task="stsb", reference="BERT-base: 85.8 (GLUE test, Spearman)", at_least=0.80,
+               extra=("test/spearman",), **{**_FT, "metric": "test/pearson", "unit": "x100"}),
+    Experiment("mrpc_minilm", "MRPC (test), all-MiniLM-L6-v2 imported: F1 of 'paraphrase' x 100 (all-yes: 79.9)",
+               family="bert", init="imported", task="mrpc", reference="BERT-base: 88.9 F1 (GLUE test)",
+               at_least=0.80, extra=("test/acc",), **{**_FT, "metric": "test/f1", "unit": "x100"}),
 ]  # fmt: skip
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 assert all(e.beats in BY_NAME for e in EXPERIMENTS if e.beats), "a target names an unknown experiment"
 
 
 # ----------------------------------------------------------------------------------------------------------- run
-def run(names: list[str], seeds: list[int] | None = None) -> None:
+def run(names: list[str], seeds: list[int] | None = None, record: bool = False) -> None:
+    """Run the experiments named (all: ``[]``); each run's record goes to :func:`records_file` (``record``)."""
     chosen = [e for e in EXPERIMENTS if not names or e.name in names]
     unknown = set(names) - set(BY_NAME)
     if unknown:
@@ -130,10 +149,10 @@ def run(names: list[str], seeds: list[int] | None = None) -> None:
             if not (RUNS / need / "checkpoints" / "last.ckpt").is_file():
                 raise SystemExit(f"{exp.name} needs the checkpoint of {need}: run `python {__file__} run {need}`")
         for seed in seeds or exp.seeds or [None]:
-            run_one(exp, seed)
+            run_one(exp, seed, record)
 
 
-def run_one(exp: Experiment, seed: int | None) -> dict:
+def run_one(exp: Experiment, seed: int | None, record: bool = False) -> dict:
     root = exp.run_dir(seed)
     shutil.rmtree(root, ignore_errors=True)  # a fresh log directory: curves of older runs would mix in
     root.mkdir(parents=True)
@@ -153,9 +172,11 @@ def run_one(exp: Experiment, seed: int | None) -> dict:
         subprocess.run([sys.executable, "-m", "lit_lm", *command], cwd=ROOT, check=True)
         wall[f"{command[0]}_s"] = round(time.time() - t0, 1)
         (root / "wall.json").write_text(json.dumps(wall, indent=1))
-    record = collect(exp, seed)
-    save_record(record)
-    return record
+    result = collect(exp, seed)
+    path = records_file(record)
+    save_record(result, path)
+    print(f"\n=== {exp.name}: {exp.metric} {result['value']:.4g}; record -> {path}", flush=True)
+    return result
 
 
 def collect(exp: Experiment, seed: int | None) -> dict:
@@ -208,16 +229,30 @@ def _experiment_order(name: str) -> int:
     return next((i for i, e in enumerate(EXPERIMENTS) if e.name == name), len(EXPERIMENTS))
 
 
-def load_records() -> list[dict]:
-    return _read_json(RESULTS_JSON, list, [])
+def records_file(record: bool) -> Path:
+    """Where runs keep their records: ``experiments/results.json`` (tracked, the README's source) with ``--record``,
+    else ``runs/cpu/results.json`` beside the runs."""
+    return RESULTS_JSON if record else RUNS / "results.json"
 
 
-def save_record(record: dict) -> None:
-    """Replace the record of the same name and seed (a re-run) in results.json, or add it."""
-    records = [r for r in load_records() if (r["name"], r["seed"]) != (record["name"], record["seed"])]
+def load_records(path: Path | None = None) -> list[dict]:
+    """The records in ``path`` (default: ``experiments/results.json``)."""
+    return _read_json(path or RESULTS_JSON, list, [])
+
+
+def _record_order(record: dict) -> tuple[int, int]:
+    return _experiment_order(record["name"]), record["seed"] if record["seed"] is not None else -1
+
+
+def save_record(record: dict, path: Path | None = None) -> None:
+    """Replace the record of the same name and seed (a re-run) in ``path`` (default: ``experiments/results.json``),
+    or add it."""
+    path = path or RESULTS_JSON
+    records = [r for r in load_records(path) if (r["name"], r["seed"]) != (record["name"], record["seed"])]
     records.append(record)
-    records.sort(key=lambda r: (_experiment_order(r["name"]), r["seed"] if r["seed"] is not None else -1))
-    RESULTS_JSON.write_text(json.dumps(records, indent=1) + "\n")
+    records.sort(key=_record_order)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n")
 
 
 # -------------------------------------------------------------------------------------------------------- report
@@ -253,7 +288,9 @@ def timings(root: Path, logs: dict) -> dict[str, float]:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "not run"
-    return f"{value:.3f}" if unit == "bpc" else f"{100 * value:.1f}%"
+    if unit == "bpc":
+        return f"{value:.3f}"
+    return f"{100 * value:.1f}{'%' if unit == '%' else ''}"
 
 
 def summary(values: list[float], unit: str) -> str:
@@ -452,15 +489,29 @@ def plot(series_by_name: dict[str, dict]) -> list[Path]:
     return written
 
 
-def report(readme: bool) -> None:
-    records = load_records()
+def report(record: bool) -> None:
+    """The results table. With ``record``: of ``experiments/results.json``, with the plots drawn into
+    ``experiments/plots``, their series kept in ``experiments/curves.json`` and the block written into README.md (all
+    tracked files). Without: printed only, of those records with the unrecorded runs' (``runs/cpu/results.json``)
+    in place of the same name and seed."""
+    if record:
+        current = README.read_text()
+        if BEGIN not in current or END not in current:
+            raise SystemExit(f"README.md has no {BEGIN} ... {END} block to replace")
+        records, source = load_records(), "`experiments/results.json`"
+    else:
+        unrecorded = load_records(records_file(False))
+        replaced = {(r["name"], r["seed"]) for r in unrecorded}
+        records = sorted([r for r in load_records() if (r["name"], r["seed"]) not in replaced] + unrecorded,
+                         key=_record_order)  # fmt: skip
+        source = f"`experiments/results.json` and the {len(unrecorded)} unrecorded runs of `runs/cpu/results.json`"
     text = table(records)
-    plots = plot(curves())
+    plots = plot(curves()) if record else []
     machines = sorted({r["machine"] for r in records}) or [machine()]
     precisions = sorted({r["precision"] for r in records})
     block = "\n".join([
         BEGIN,
-        f"Generated by `experiments/results.py report` from `experiments/results.json` ({len(records)} runs). "
+        f"Generated by `experiments/results.py report` from {source} ({len(records)} runs). "
         f"Measured on {'; '.join(machines)}, precision as detected for the CPU ({', '.join(precisions) or 'n/a'}). "
         "Budgets are optimizer steps (the configs' `max_steps`; tokens seen beside them); Fit wall is what one run "
         "took here. Fine-tuning arms: mean ± standard deviation over seeds; the gap is this arm minus its "
@@ -472,28 +523,30 @@ def report(readme: bool) -> None:
         END,
     ])  # fmt: skip
     print(block)
-    if readme:
-        current = README.read_text()
-        if BEGIN not in current or END not in current:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block to replace")
+    if record:
         head, rest = current.split(BEGIN, 1)
         README.write_text(head + block + rest.split(END, 1)[1])
         print(f"\nwrote the table into {README}")
+    else:
+        print("\n(not recorded: `report --record` draws the plots and writes this table into README.md)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run experiments (all, or those named)")
     p_run.add_argument("names", nargs="*", help=f"any of: {', '.join(BY_NAME)}")
     p_run.add_argument("--seeds", type=int, nargs="+", help=f"seeds of the fine-tuning arms (default {SEEDS})")
-    p_report = sub.add_parser("report", help="table + plots from experiments/results.json and the curves of the runs")
-    p_report.add_argument("--no-readme", action="store_true", help="print only; leave README.md alone")
-    args = parser.parse_args()
+    p_run.add_argument("--record", action="store_true", help="keep each run's record in experiments/results.json "
+                       "(tracked: the README's source); default: runs/cpu/results.json")  # fmt: skip
+    p_report = sub.add_parser("report", help="the table (and plots) of the records and the curves of the runs")
+    p_report.add_argument("--record", action="store_true", help="write the table into README.md and the plots into "
+                          "experiments/plots (their series: experiments/curves.json); default: print the table only")
+    args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.names, args.seeds)
+        run(args.names, args.seeds, args.record)
     else:
-        report(readme=not args.no_readme)
+        report(args.record)
 
 
 if __name__ == "__main__":

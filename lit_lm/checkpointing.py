@@ -13,7 +13,7 @@ The pieces, which ``python -m lit_lm fit`` installs by default and any Lightning
 What a resume restores, and who does it: weights, optimizer, learning-rate schedule, step and epoch counters and
 the logger's step (Lightning); the random streams that training steps draw from (:class:`TrainingRNG`); the
 position in the epoch's data (the DataModule's ``state_dict``: see
-:class:`lit_lm.data.pretraining.CausalLMDataModule`). With all three, a run killed at any point and resumed from
+:class:`lit_lm.data.CausalLMDataModule`). With all three, a run killed at any point and resumed from
 its last checkpoint computes the same per-step losses as an uninterrupted run (CPU, fp32).
 """
 
@@ -38,7 +38,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_lm._lightning import is_local_path
-from lit_lm.data.io import atomic_write
+from lit_lm.data.core.io import atomic_write
 from lit_lm.errors import ConfigError
 from lit_lm.serialization import checkpoints_trusted, read_checkpoint
 
@@ -53,7 +53,7 @@ __all__ = [
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save``/``torch.load`` checkpoints, written crash-safe and read with clear errors.
 
-    Saving (:func:`lit_lm.data.io.atomic_write`) writes ``.<name>.<pid>.<random>.tmp`` in the checkpoint's own
+    Saving (:func:`lit_lm.data.core.io.atomic_write`) writes ``.<name>.<pid>.<random>.tmp`` in the checkpoint's own
     directory, fsyncs it, moves it over ``<name>`` with :func:`os.replace` (an atomic rename on POSIX file systems)
     and fsyncs the directory. A process killed at any moment therefore leaves either the previous complete file or
     the new complete file, never a truncated one; the temporary file a killed writer leaves behind is removed by the

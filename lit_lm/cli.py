@@ -23,17 +23,18 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from lit_lm import serialization
+from lit_lm import console, prerequisites, serialization
 from lit_lm._lightning import HPARAMS_CLASS_PATH_KEY, HPARAMS_INSTANTIATOR_KEY
 from lit_lm.callbacks import NaNGuard, TokenThroughputMonitor, progress_bar
 from lit_lm.checkpointing import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, resume_command
 from lit_lm.cli_parser import LitLMArgumentParser
-from lit_lm.errors import CheckpointError, LitLMError
+from lit_lm.errors import CheckpointError, ConfigError, LitLMError
 from lit_lm.hardware import PrecisionChoice, detect_precision
 from lit_lm.tasks import LMTask
 
 _EXTRA_COMMANDS = {
-    "tokenizer": "train a WordPiece tokenizer: python -m lit_lm tokenizer --help",
+    "tokenizer": "train a WordPiece (BERT) or byte-level BPE (GPT: --kind bpe) tokenizer: "
+    "python -m lit_lm tokenizer --help",
     "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
     "export": "write a checkpoint as a Hugging Face directory: python -m lit_lm export --help",
 }
@@ -41,7 +42,8 @@ _EXTRA_COMMANDS = {
 
 class LitLMCLI(LightningCLI):
     """LightningCLI with lit_lm's defaults: any :class:`~lit_lm.tasks.LMTask` as ``model`` and any
-    LightningDataModule as ``data``; TensorBoard logs and checkpoints (``last.ckpt`` + best by ``val/loss``) under
+    LightningDataModule as ``data``; TensorBoard logs and checkpoints (``last.ckpt`` + best by the DataModule's
+    ``main_metric``, the highest ``val/<main_metric>``, or else the lowest ``val/loss``) under
     ``trainer.default_root_dir``, so that ``--ckpt_path last`` resumes and a fine-tuning config can name the
     pretraining checkpoint by path.
 
@@ -111,6 +113,8 @@ class LitLMCLI(LightningCLI):
         root = Path(trainer.get("default_root_dir") or "runs/default")
         trainer["default_root_dir"] = str(root)
         self._resolve_ckpt_path()
+        prerequisites.check_inputs(config)  # a missing input that another config's run writes: name it
+        self._use_the_model_tokenizer(config)
         self._precision_choice: PrecisionChoice | None = None
         if trainer.get("precision") is None:  # not set by the config or the command line: the machine's fastest
             accelerator = trainer.get("accelerator")
@@ -125,6 +129,52 @@ class LitLMCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": str(root), "name": "tensorboard", "version": ""},
             }
+
+    def _use_the_model_tokenizer(self, config: Any) -> None:
+        """One tokenizer per model: a run with a checkpoint (``--ckpt_path``, else ``model.init_from``) reads its data
+        with that checkpoint's tokenizer. An unset ``data.tokenizer`` becomes the checkpoint (a lit_lm ``.ckpt``
+        stores its tokenizer; a Hugging Face directory holds one), so no new tokenizer is trained for a model that
+        is not new; a ``data.tokenizer`` that maps tokens to other ids is refused here, before any data is read."""
+        data = config.get("data")
+        init_args = getattr(data, "init_args", None)
+        if init_args is None or "tokenizer" not in init_args:
+            return  # a DataModule without a tokenizer setting
+        source = self._model_checkpoint(config)
+        if source is None:
+            return
+        given = init_args.get("tokenizer")
+        if given is None:
+            init_args["tokenizer"] = source
+            rank_zero_info(f"lit_lm: data.tokenizer: the tokenizer of {source}")
+            return
+        if Path(str(given)).resolve() == Path(source).resolve() or not Path(str(given)).exists():
+            return  # the same file; or a missing one, which the DataModule reports
+        from lit_lm.data.core.tokenizer import Tokenizer
+
+        lowercase = init_args.get("lowercase")
+        try:
+            theirs = Tokenizer.from_file(source, lowercase)
+        except LitLMError:  # no readable tokenizer in it: loading the model reports what is wrong with the file
+            return
+        differ = Tokenizer.from_file(given, lowercase=lowercase).difference(theirs)
+        if differ is not None:
+            raise ConfigError(
+                f"data.tokenizer {given} is not the tokenizer of the model in {source} ({differ}); leave "
+                "data.tokenizer unset to use the checkpoint's"
+            )
+
+    def _model_checkpoint(self, config: Any) -> str | None:
+        """The file or directory the model's weights come from: ``--ckpt_path`` (``last`` when resuming a fit: the run
+        directory's ``checkpoints/last.ckpt``), else ``model.init_from``; ``None`` for a new model."""
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last" and self.subcommand == "fit":
+            ckpt_path = str(Path(config["trainer"]["default_root_dir"]) / "checkpoints" / "last.ckpt")
+        if ckpt_path and Path(str(ckpt_path)).is_file():
+            return str(ckpt_path)
+        model = config.get("model")
+        init_from = getattr(model, "init_args", None) or {}
+        init_from = init_from.get("init_from") if hasattr(init_from, "get") else None
+        return str(init_from) if init_from and Path(str(init_from)).exists() else None
 
     def _parse_ckpt_path(self) -> None:
         """Lightning fills the model's settings from ``--ckpt_path``'s hyperparameters, over everything parsed before,
@@ -153,6 +203,7 @@ class LitLMCLI(LightningCLI):
             "://" in str(ckpt_path)
         )
         if not lightning_forms and not Path(ckpt_path).exists():  # before the model and data are built from it
+            prerequisites.check_inputs({"ckpt_path": ckpt_path})  # another config's output: name that config
             raise CheckpointError(f"{ckpt_path}: checkpoint file not found")
         if not Path(ckpt_path).is_file():  # Lightning's own forms, or a sharded checkpoint directory: Lightning's
             return
@@ -176,14 +227,14 @@ class LitLMCLI(LightningCLI):
             raise
 
     def _resolve_ckpt_path(self) -> None:
-        """``--ckpt_path best`` in a new process (validate/test/predict): Lightning only knows the best checkpoint
-        of the run in memory, so point it at ``checkpoints/best.ckpt`` of the run directory."""
+        """``--ckpt_path best`` / ``last`` in a new process (validate/test/predict): Lightning only knows the best
+        checkpoint of the run in memory, and with no ``last.ckpt`` it evaluates untrained weights after a warning;
+        point it at the run directory's ``checkpoints/{best,last}.ckpt``, or end with one line naming that file and
+        the ``fit`` command that writes it (:func:`lit_lm.prerequisites.evaluation_checkpoint`)."""
         config = self.config.get(self.subcommand)
-        if config is None or config.get("ckpt_path") != "best" or self.subcommand == "fit":
+        if config is None or self.subcommand == "fit" or config.get("ckpt_path") not in ("best", "last"):
             return
-        best = Path(config["trainer"]["default_root_dir"]) / "checkpoints" / "best.ckpt"
-        if best.is_file():
-            config["ckpt_path"] = str(best)
+        config["ckpt_path"] = prerequisites.evaluation_checkpoint(config, config["ckpt_path"], self._argv)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init.get(self.subcommand, self.config_init)
@@ -193,12 +244,14 @@ class LitLMCLI(LightningCLI):
         callbacks = _as_list(kwargs.get("callbacks", trainer_config.get("callbacks")))
         checkpointing = trainer_config.get("enable_checkpointing") is not False
         if checkpointing and not any(isinstance(cb, ModelCheckpoint) for cb in callbacks):
+            # the best by the data's main metric (higher is better: val/mcc for CoLA), else by the lowest val/loss
+            main_metric = getattr(getattr(self, "datamodule", None), "main_metric", None)
             callbacks.append(
                 ModelCheckpoint(
                     dirpath=root / "checkpoints",
                     filename="best",
-                    monitor="val/loss",
-                    mode="min",
+                    monitor=f"val/{main_metric}" if main_metric else "val/loss",
+                    mode="max" if main_metric else "min",
                     save_top_k=1,
                     enable_version_counter=False,  # a fixed name: checkpoints/best.ckpt
                 )
@@ -257,16 +310,25 @@ class LitLMCLI(LightningCLI):
         )
         if interrupted is not None:  # LastCheckpoint printed where the checkpoint is and how to resume
             raise SystemExit(128 + int(interrupted))
-        if not trainer.is_global_zero:
-            return
-        ckpt = trainer.checkpoint_callback
-        lines = ["", "lit_lm: run finished."]
-        if isinstance(trainer.logger, TensorBoardLogger):
-            log_dir = trainer.logger.log_dir
-            lines.append(f"  TensorBoard logs: {log_dir}   (tensorboard --logdir {log_dir})")
-        if ckpt is not None and ckpt.dirpath:
-            lines.append(f"  checkpoints:      {ckpt.dirpath}   (last.ckpt; best: {ckpt.best_model_path or 'n/a'})")
-        print("\n".join(lines), flush=True)
+        if trainer.is_global_zero:  # why training stopped, the final metrics, logs and the checkpoints on disk
+            log_dir = trainer.logger.log_dir if isinstance(trainer.logger, TensorBoardLogger) else None
+            print(console.fit_report(trainer, log_dir), flush=True)
+
+    def before_fit(self) -> None:
+        self.trainer.callbacks.append(console.FinalMetrics())  # the last validation's metrics, for after_fit
+
+    def before_validate(self) -> None:
+        """lit_lm prints the results (:meth:`after_validate`) in place of Lightning's table, if ``--verbose``."""
+        config = self.config_init[self.subcommand]
+        self._print_results = bool(config.get("verbose", True))
+        config["verbose"] = False
+
+    def after_validate(self) -> None:
+        if getattr(self, "_print_results", False) and self.trainer.is_global_zero:
+            print(console.evaluation_report(self.trainer, self.subcommand), flush=True)
+
+    before_test = before_validate
+    after_test = after_validate
 
 
 def _typed_model_args(argv: list[str]) -> list[str]:
@@ -333,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__)
         print("Data commands:\n" + "\n".join(f"  {k:10s} {v}" for k, v in _EXTRA_COMMANDS.items()) + "\n")
     try:
-        LitLMCLI(args=argv if explicit else None)
+        with console.quiet(argv[0] if argv else None):  # Lightning's known noise, for this command only
+            LitLMCLI(args=argv if explicit else None)
     except Exception as e:
         error = _user_error(e)
         if error is None:

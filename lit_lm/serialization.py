@@ -13,7 +13,10 @@ hyperparameters) can be read after an explicit opt-in: ``--trust_checkpoint true
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
 import pickle
+import pickletools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -69,10 +72,104 @@ def _first_sentence(e: BaseException) -> str:
     return re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].rstrip(".")
 
 
+# Modules (by top-level package) whose objects run commands or code, import code, unpickle more data, or reach files
+# and the network: a checkpoint has no reason to name any of them, so a file that does is refused without offering
+# the opt-in. A harmless unknown class (a user's own dataclass, a pathlib.Path in hyperparameters) keeps the opt-in.
+_DANGEROUS_MODULES = frozenset({
+    # processes and the operating system
+    "os", "posix", "nt", "subprocess", "commands", "popen2", "_posixsubprocess", "pty", "multiprocessing",
+    "concurrent", "asyncio", "signal", "sys", "platform", "webbrowser",
+    # running, compiling or importing code, and reaching any attribute or memory
+    "code", "codeop", "runpy", "importlib", "imp", "pkgutil", "zipimport", "ctypes", "_ctypes", "cffi",
+    "operator", "pdb", "bdb", "timeit", "trace", "profile", "cProfile", "doctest",
+    # unpickling (or evaluating) further data, which can name anything
+    "pickle", "_pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle", "joblib",
+    # files and the network
+    "io", "_io", "shutil", "tempfile", "glob", "fileinput", "socket", "_socket", "ssl", "http",
+    "urllib", "urllib2", "ftplib", "smtplib", "telnetlib", "xmlrpc", "requests",
+})  # fmt: skip
+# Single objects of other modules that do the same: built-ins that run or compile code, import modules, reach any
+# attribute or open files, and the types that build functions from code objects.
+_DANGEROUS_NAMES = frozenset({
+    *(f"builtins.{name}" for name in ("eval", "exec", "compile", "__import__", "__build_class__", "getattr",
+                                      "setattr", "delattr", "open", "breakpoint", "globals", "locals", "vars",
+                                      "input", "exit", "quit", "help")),
+    "types.FunctionType", "types.LambdaType", "types.CodeType", "types.MethodType",
+})  # fmt: skip
+# The forms in which torch's weights_only unpickler names what it refused (torch 2.4 to 2.13).
+_REFUSED_PATTERNS = (
+    r"Unsupported global: GLOBAL (\S+) was not an allowed global",
+    r"unsupported GLOBAL (\S+) whose module \S+ is blocked",
+    r"Can only (?:create new object|build) .* but got <class '([^']+)'>",
+)
+
+
+def _normalize_global(name: str) -> str:
+    """``module.name`` as Python 3 spells it: torch drops ``builtins.``, and protocol-2 pickles say ``__builtin__``
+    and ``commands`` for ``builtins`` and ``subprocess``."""
+    module, _, attr = name.partition(".")
+    if not attr:
+        return f"builtins.{name}"
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{attr}"
+
+
+def _is_dangerous(name: str) -> bool:
+    """Whether the global ``module.name`` runs commands or code or reaches files (``_DANGEROUS_MODULES``,
+    ``_DANGEROUS_NAMES``)."""
+    name = _normalize_global(name)
+    module, _, attr = name.partition(".")
+    return module in _DANGEROUS_MODULES or f"{module}.{attr.split('.')[0]}" in _DANGEROUS_NAMES
+
+
 def _refused_global(e: BaseException) -> str | None:
-    """The ``module.name`` that ``weights_only`` refused, from torch's ``Unsupported global: GLOBAL x was not...``."""
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-    return m.group(1) if m else None
+    """The ``module.name`` that ``weights_only`` refused, in any of the wordings torch uses; None if it names none."""
+    for pattern in _REFUSED_PATTERNS:
+        m = re.search(pattern, str(e))
+        if m:
+            return _normalize_global(m.group(1))
+    return None
+
+
+def _globals_in_pickle(data: io.BytesIO) -> list[str]:
+    """Every ``module.name`` the pickles in ``data`` name, read with :mod:`pickletools` (which runs nothing), in
+    order; stops quietly where the bytes stop being a pickle."""
+    found: list[str] = []
+    pushed: list[Any] = []  # what each opcode pushed (strings; None for anything else), enough for STACK_GLOBAL
+    memo: dict[int, Any] = {}
+    try:
+        while True:
+            for op, arg, _ in pickletools.genops(data):
+                if op.name in ("GLOBAL", "INST"):
+                    module, _, name = str(arg).partition(" ")
+                    found.append(f"{module}.{name}")
+                elif op.name == "STACK_GLOBAL" and len(pushed) >= 2:
+                    found.append(f"{pushed[-2]}.{pushed[-1]}")
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE") and pushed:
+                    memo[len(memo) if op.name == "MEMOIZE" else int(arg)] = pushed[-1]
+                elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(int(arg)))
+                elif op.stack_after:
+                    pushed.append(arg if isinstance(arg, str) else None)
+            if not data.read(1):  # a legacy torch file is several pickles in a row
+                break
+            data.seek(-1, io.SEEK_CUR)
+    except (ValueError, EOFError):
+        pass  # not (or no longer) a pickle: the globals found so far are all there are
+    return found
+
+
+def _globals_in_file(path: Path, limit: int = 64 << 20) -> list[str]:
+    """The globals that the pickles of a torch file (zip: its ``.pkl`` members; else its first ``limit`` bytes)
+    name, without unpickling anything."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.namelist() if m.endswith(".pkl")]
+                return [g for m in members for g in _globals_in_pickle(io.BytesIO(archive.read(m)))]
+        with path.open("rb") as f:
+            return _globals_in_pickle(io.BytesIO(f.read(limit)))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return []
 
 
 def load_torch_file(path: str | Path, what: str = "checkpoint", trust: bool | None = None) -> Any:
@@ -100,6 +197,15 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", trust: bool | No
         return torch.load(p, map_location="cpu", weights_only=not trusted, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:
         name = _refused_global(e)
+        dangerous = name if name and _is_dangerous(name) else None
+        dangerous = dangerous or next((_normalize_global(g) for g in _globals_in_file(p) if _is_dangerous(g)), None)
+        if dangerous:  # never offer the opt-in for a file that would run a command
+            raise CheckpointError(
+                f"{p}: refused to load: the file calls the Python object {dangerous}, which runs commands or code "
+                f"(or reads and writes files) on the machine that loads it; no {what} needs that (lit_lm's own "
+                f"checkpoints hold only tensors and plain data), so do not load this file: get the {what} again from "
+                f"a source you trust"
+            ) from None
         if name is None:  # random bytes, or a pickle that uses what a safe load does not read
             detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
             stopped = f"; the safe load stopped at: {detail.group(1).strip()}" if detail else ""

@@ -2,7 +2,7 @@
 
 Why the two runs are equal: the same seed gives the same initial weights (and DDP broadcasts rank 0's anyway);
 dropout is off. The DataModule's train sampler is a DistributedSampler that shards itself
-(:class:`lit_lm.data.samplers.ShardedSampler`, so Lightning does not wrap and reshuffle it): rank ``r`` takes items
+(:class:`lit_lm.data.core.samplers.ShardedSampler`, so Lightning does not wrap and reshuffle it): rank ``r`` takes items
 ``order[r::2]`` of the epoch's order, which depends only on the data seed and the epoch. So with a per-rank batch of
 B/2, step k of the two ranks together is ``order[kB:(k+1)B]``, the single process's batch k (same seed, same
 length). Every window has the same number of labelled tokens, so DDP's gradient average over the ranks equals the

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lit_lm.cli import main
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.serialization import read_checkpoint
 from lit_lm.tasks import CausalLM, MaskedLM
 from lit_lm.tasks.pretrained import load_pretrained

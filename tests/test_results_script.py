@@ -118,7 +118,7 @@ def test_report_rewrites_only_the_results_block(results):
     _log(exp.run_dir(None), {"val/bpc": [3.1, 2.40], "val/loss": [5.0, 4.0], "train/loss": [6.0, 4.0]})
     _record(results, "gpt_shakespeare", None, 2.40)
     results.README.write_text(f"# title\nbefore\n{results.BEGIN}\nold table\n{results.END}\nafter\n")
-    results.report(readme=True)
+    results.report(record=True)
     text = results.README.read_text()
     assert text.startswith("# title\nbefore\n") and text.endswith("\nafter\n")
     assert "old table" not in text and "val/bpc 2.400" in text and "test CPU" in text
@@ -129,7 +129,8 @@ def test_report_refuses_a_readme_without_the_block(results):
     pytest.importorskip("matplotlib")
     results.README.write_text("# title\n")
     with pytest.raises(SystemExit, match="results:begin"):
-        results.report(readme=True)
+        results.report(record=True)
+    assert not results.PLOTS.exists() and not results.CURVES_JSON.exists(), "nothing is written before the check"
 
 
 def test_report_keeps_the_curves_and_redraws_from_them_without_the_runs(results):
@@ -141,7 +142,8 @@ def test_report_keeps_the_curves_and_redraws_from_them_without_the_runs(results)
     _record(results, "gpt_shakespeare", None, 2.40)
     results.PLOTS.mkdir(parents=True)
     (results.PLOTS / "snli.png").write_bytes(b"committed figure")
-    results.report(readme=False)
+    results.README.write_text(f"{results.BEGIN}\n{results.END}\n")
+    results.report(record=True)
     saved = json.loads(results.CURVES_JSON.read_text())
     assert [v for _, s, v in saved["gpt_shakespeare"]["series"]["val/bpc"]] == pytest.approx([3.1, 2.40])
     assert [s for _, s, _ in saved["gpt_shakespeare"]["series"]["val/bpc"]] == [0, 10]
@@ -150,9 +152,47 @@ def test_report_keeps_the_curves_and_redraws_from_them_without_the_runs(results)
 
     shutil.rmtree(results.RUNS)  # a fresh checkout: no runs/cpu, the curves from curves.json
     (results.PLOTS / "gpt_shakespeare.png").unlink()
-    results.report(readme=False)
+    results.report(record=True)
     assert (results.PLOTS / "gpt_shakespeare.png").is_file()
     assert json.loads(results.CURVES_JSON.read_text()) == saved
+
+
+def _fake_lit_lm(results, monkeypatch, value: float) -> list[list[str]]:
+    """``python -m lit_lm ...`` replaced by writing the logs a finished run leaves (its metric: ``value``)."""
+    commands = []
+
+    def fake_run(cmd, cwd, check):
+        commands.append(cmd)
+        root = Path(cmd[cmd.index("--trainer.default_root_dir") + 1])
+        _log(root, {"val/bpc": [3.0, value], "throughput/tokens_seen": [10.0, 20.0]}, config={"seed_everything": 1})
+
+    monkeypatch.setattr(results.subprocess, "run", fake_run)
+    return commands
+
+
+def test_run_keeps_its_records_beside_the_runs_unless_told_to_record(results, monkeypatch, capsys):
+    results.RESULTS_JSON.write_text("[]\n")
+    _fake_lit_lm(results, monkeypatch, 2.30)
+    results.main(["run", "gpt_shakespeare"])
+    assert results.RESULTS_JSON.read_text() == "[]\n", "a plain run leaves the tracked records alone"
+    unrecorded = results.RUNS / "results.json"
+    kept = json.loads(unrecorded.read_text())
+    assert [(r["name"], r["value"]) for r in kept] == [("gpt_shakespeare", pytest.approx(2.30))]
+    assert f"record -> {unrecorded}" in capsys.readouterr().out
+
+    _record(results, "gpt_shakespeare", 1, 2.50)  # the recorded run of the config's seed (experiments/results.json)
+    results.README.write_text(f"{results.BEGIN}\nold table\n{results.END}\n")
+    results.main(["report"])
+    out = capsys.readouterr().out
+    assert "val/bpc 2.300" in out and "val/bpc 2.500" not in out, "report shows the unrecorded run in place"
+    assert "old table" in results.README.read_text() and not results.PLOTS.exists() and not results.CURVES_JSON.exists()
+
+    _fake_lit_lm(results, monkeypatch, 2.20)
+    results.main(["run", "gpt_shakespeare", "--record"])
+    assert [r["value"] for r in json.loads(results.RESULTS_JSON.read_text())] == [pytest.approx(2.20)]
+    assert json.loads(unrecorded.read_text())[0]["value"] == pytest.approx(2.30)
+    results.main(["report", "--record"])
+    assert "val/bpc 2.200" in results.README.read_text() and "old table" not in results.README.read_text()
 
 
 def test_a_damaged_results_file_is_named(results):

@@ -376,7 +376,7 @@ def test_atomic_save_replaces_the_file_only_when_complete(tmp_path: Path) -> Non
     assert io.load_checkpoint(path)["global_step"] == 1  # the previous checkpoint, intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left
 
-    from lit_lm.data.io import _host
+    from lit_lm.data.core.io import _host
 
     host = _host()
     stale = path.parent / f".last.ckpt.{host}.99999999.deadbeef.tmp"  # what a process killed during a write leaves
@@ -443,8 +443,8 @@ def test_training_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -
 
 # ============================================================================================= samplers
 def test_samplers_skip_the_consumed_part_of_one_epoch_once(cache: Path) -> None:
-    from lit_lm.data.causal_lm import WindowSampler
-    from lit_lm.data.masked_lm import MaskedLMDataModule
+    from lit_lm.data.pretraining.causal_lm import WindowSampler
+    from lit_lm.data.pretraining.masked_lm import MaskedLMDataModule
 
     dm = MaskedLMDataModule(cache_dir=cache, vocab_size=2048, max_seq_length=64, batch_size=8)
     dm.setup("fit")
@@ -465,7 +465,7 @@ def test_ddp_shards_continue_where_each_rank_stopped(world: int) -> None:
     """Each rank takes every ``world``-th item of the epoch's order: after ``resume_from(epoch,
     batches * batch_size * world)`` every rank's shard is the rest of its own shard of the uninterrupted epoch
     (padding included), nothing twice."""
-    from lit_lm.data.causal_lm import WindowSampler
+    from lit_lm.data.pretraining.causal_lm import WindowSampler
 
     batch_size, batches = 4, 3
 
@@ -481,7 +481,7 @@ def test_ddp_shards_continue_where_each_rank_stopped(world: int) -> None:
 
 
 def _finetuning_samplers(**ranks: int) -> list:
-    from lit_lm.data.samplers import LengthGroupedSampler, PermutationSampler
+    from lit_lm.data.core.samplers import LengthGroupedSampler, PermutationSampler
 
     lengths = np.random.default_rng(0).integers(5, 100, size=203)  # 203: padding under DDP
     return [PermutationSampler(203, seed=3, **ranks), LengthGroupedSampler(lengths, 8, seed=3, mega_batches=4, **ranks)]

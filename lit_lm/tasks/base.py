@@ -16,6 +16,7 @@ from lit_lm import __version__
 from lit_lm._lightning import attached_trainer
 from lit_lm.callbacks import time_budget
 from lit_lm.config import PRESETS, TransformerConfig
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model import Transformer, build_backbone
 from lit_lm.model.transformer import without_full_mask
@@ -99,17 +100,22 @@ class LMTask(L.LightningModule):
         heads' (:meth:`head_flops_per_token`). Used by :class:`lit_lm.callbacks.TokenThroughputMonitor` for MFU."""
         return float(self.backbone.flops_per_token(seq_len)) + self.head_flops_per_token(seq_len)
 
-    def log_unigram_baseline(self) -> None:
-        """Log the DataModule's ``val_unigram`` scores (a context-free model's loss, accuracy, bpc) once per run as
-        ``baseline/unigram_*``: the line the validation curves must get below. A no-op for DataModules without one."""
+    def log_unigram_baseline(self, stage: str = "val") -> None:
+        """Log the DataModule's unigram scores of the ``stage`` text (a context-free model's loss, accuracy, bpc:
+        ``val_unigram``, or ``unigram("test")``) once per run as ``baseline/unigram_*`` (``baseline/test_unigram_*``
+        for ``test``): the line the curves must get below. A no-op for DataModules without one."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        if getattr(self, "_unigram_logged", False) or self.trainer.sanity_checking or datamodule is None:
+        logged = getattr(self, "_unigram_logged", set())
+        if stage in logged or self.trainer.sanity_checking or datamodule is None:
             return
-        baseline = getattr(datamodule, "val_unigram", None)
+        baseline = getattr(datamodule, "val_unigram", None) if stage == "val" else None
+        if stage != "val" and hasattr(datamodule, "unigram"):
+            baseline = datamodule.unigram(stage)
         if baseline:
-            self._unigram_logged = True
+            self._unigram_logged = logged | {stage}
+            prefix = "baseline/unigram_" if stage == "val" else f"baseline/{stage}_unigram_"
             for name, value in baseline.items():
-                self.log(f"baseline/unigram_{name}", float(value), sync_dist=False)
+                self.log(f"{prefix}{name}", float(value), sync_dist=False)
 
     def setup(self, stage: str) -> None:
         # Lightning warns once that this module's on_before_batch_transfer is used although a DataModule is
@@ -243,6 +249,16 @@ class LMTask(L.LightningModule):
                 "by a run with another task, number of labels or architecture?"
             )
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before Lightning restores the weights (``fit``/``validate``/``test``/``predict`` with ``ckpt_path``):
+        refuse a DataModule whose tokenizer is not the one the checkpoint was trained with."""
+        trainer = attached_trainer(self)
+        datamodule = getattr(trainer, "datamodule", None)
+        meta = checkpoint.get(LIT_LM_KEY)
+        if datamodule is not None and isinstance(meta, dict):
+            _check_same_tokenizer(getattr(datamodule, "tokenizer", None), meta.get("tokenizer"),
+                                  str(getattr(trainer, "ckpt_path", None) or "the checkpoint"))  # fmt: skip
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         tokenizer = getattr(getattr(attached_trainer(self), "datamodule", None), "tokenizer", None)
         tok_json = tokenizer.hf.to_str() if hasattr(tokenizer, "hf") else self._tokenizer_json
@@ -282,22 +298,19 @@ class LMTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def _check_same_tokenizer(data_tokenizer: Any, pretrained_json: str | None, source: str) -> None:
-    """Refuse to fine-tune with a tokenizer other than the backbone's: with the same size but other tokens, every
-    embedding row would stand for another token and nothing would fail loudly."""
-    hf = getattr(data_tokenizer, "hf", None)
-    if hf is None or not pretrained_json:
+def _check_same_tokenizer(data_tokenizer: Any, model_json: str | None, source: str) -> None:
+    """Refuse data tokenized otherwise than the model's checkpoint was trained: with the same size but other tokens,
+    every embedding row would stand for another token and nothing would fail loudly."""
+    if not isinstance(data_tokenizer, Tokenizer) or not model_json:
         return
     from tokenizers import Tokenizer as HFTokenizer
 
-    theirs = HFTokenizer.from_str(pretrained_json).get_vocab(with_added_tokens=True)
-    ours = hf.get_vocab(with_added_tokens=True)
-    if ours != theirs:
-        differ = sum(1 for token, i in ours.items() if theirs.get(token) != i)
-        where = getattr(data_tokenizer, "path", None) or "the DataModule's tokenizer"
+    differ = data_tokenizer.difference(Tokenizer(HFTokenizer.from_str(model_json), source))
+    if differ is not None:
+        where = data_tokenizer.path or "the DataModule's tokenizer"
         raise CheckpointError(
-            f"{where}: is not the tokenizer that the pretrained backbone in {source} was trained with ({differ} of "
-            f"{len(ours)} tokens differ); set data.tokenizer to {source}"
+            f"the data tokenizer ({where}) is not the one the model in {source} was trained with ({differ}); leave "
+            f"data.tokenizer unset to use the checkpoint's, or set it to {source}"
         )
 
 

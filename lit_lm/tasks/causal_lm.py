@@ -19,11 +19,11 @@ class CausalLM(LMTask):
 
     Batches: ``{"input_ids": (B, T), "labels": (B, T)}`` with labels the next tokens (-100 = ignore).
     Logs ``train/loss``, ``val/loss`` (nats per token), ``val/ppl`` and ``val/bpc``: bits per character of the
-    validation text, from the DataModule's ``val_num_chars`` and ``num_val_tokens``, so that models with
-    different tokenizers compare fairly. ``val/bpc`` is logged only when the DataModule's ``val_round_trip`` says
-    that the validation tokens decode to exactly that text (a lossless tokenizer): otherwise the model would not
-    pay for what the tokenizer drops, and the run says so once. ``predict`` continues the prompts of a batch with
-    :meth:`generate`.
+    validation text, from the DataModule's ``eval_text("val")`` (characters and tokens), so that models with
+    different tokenizers compare fairly; ``test`` logs the same as ``test/*``. The bpc is logged only when the
+    DataModule says (``round_trip``) that the tokens decode to exactly that text (a lossless tokenizer): otherwise
+    the model would not pay for what the tokenizer drops, and the run says so once. ``predict`` continues the
+    prompts of a batch with :meth:`generate`.
 
     Args:
         max_new_tokens: Tokens to generate per prompt in ``predict``.
@@ -85,43 +85,57 @@ class CausalLM(LMTask):
         self.val_nll.update(self._nll(batch, reduction="sum"))
         self.val_tokens.update((batch["labels"] != IGNORE_INDEX).sum())
 
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
     def on_validation_epoch_end(self) -> None:
+        self._log_text_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_text_scores("test")
+
+    def _log_text_scores(self, stage: str) -> None:
+        """``<stage>/loss``, ``/ppl`` and ``/bpc`` of the pass that just ended (both passes sum into the same
+        metrics: validation and test never run at once)."""
         nll, tokens = self.val_nll.compute(), self.val_tokens.compute()  # summed over all ranks
         self.val_nll.reset()
         self.val_tokens.reset()
         if tokens == 0:
             return
-        self.log_unigram_baseline()
+        self.log_unigram_baseline(stage)
         loss = nll / tokens
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/ppl", torch.exp(loss))
-        bpc = self._bits_per_char(loss, int(tokens))
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=False)
+        self.log(f"{stage}/ppl", torch.exp(loss))
+        bpc = self._bits_per_char(loss, int(tokens), stage)
         if bpc is not None:
-            self.log("val/bpc", bpc, prog_bar=True)
+            self.log(f"{stage}/bpc", bpc, prog_bar=True)
 
-    def _bits_per_char(self, loss: torch.Tensor, tokens: int) -> torch.Tensor | None:
-        """Bits per character of the validation text, or None (said once) where the DataModule cannot vouch that
-        the validation tokens are exactly its text: ``val_round_trip`` (decode(tokens) == text), ``val_num_chars``
-        and ``num_val_tokens`` (see :class:`~lit_lm.data.CausalLMDataModule`)."""
+    def _bits_per_char(self, loss: torch.Tensor, tokens: int, stage: str = "val") -> torch.Tensor | None:
+        """Bits per character of the ``stage`` text, or None (said once) where the DataModule cannot vouch that the
+        tokens are exactly its text: ``eval_text(stage)`` gives ``round_trip`` (decode(tokens) == text),
+        ``num_chars`` and ``num_tokens`` (see :class:`~lit_lm.data.CausalLMDataModule`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        chars, total_tokens = getattr(datamodule, "val_num_chars", None), getattr(datamodule, "num_val_tokens", None)
-        if self.trainer.sanity_checking or not (chars and total_tokens):  # (sanity-check metrics are not logged)
+        if self.trainer.sanity_checking or not hasattr(datamodule, "eval_text"):  # (sanity-check metrics: not logged)
             return None
-        if not getattr(datamodule, "val_round_trip", False):
+        text = datamodule.eval_text(stage)
+        chars, total_tokens = text["num_chars"], text["num_tokens"]
+        if not (chars and total_tokens):
+            return None
+        if not text["round_trip"]:
             self._say_once(
                 "no_bpc",
-                "val/bpc not reported: the tokenizer does not give the validation text back exactly (a WordPiece "
+                f"{stage}/bpc not reported: the tokenizer does not give the {stage} text back exactly (a WordPiece "
                 "tokenizer drops line breaks and spacing, which the model then never pays for); use a byte-level "
-                "BPE (tokenizer_kind: bpe) for bits per character. val/loss and val/ppl are per token.",
+                f"BPE (tokenizer_kind: bpe) for bits per character. {stage}/loss and {stage}/ppl are per token.",
             )
             return None
         if tokens != total_tokens:
             self._say_once(
-                "partial_bpc",
-                f"val/bpc is estimated: this validation pass predicted {tokens} of the {total_tokens} validation "
-                "tokens (limit_val_batches, or a sampler that pads), scaled by the text's characters per token",
+                f"partial_bpc_{stage}",
+                f"{stage}/bpc is estimated: this pass predicted {tokens} of the {total_tokens} {stage} tokens "
+                "(limit_val_batches, or a sampler that pads), scaled by the text's characters per token",
             )
-        # total NLL of the validation text (nats) / its characters / ln 2
+        # total NLL of the text (nats) / its characters / ln 2
         return loss * total_tokens / chars / math.log(2)
 
     def _say_once(self, key: str, message: str) -> None:

@@ -120,3 +120,6 @@ class MaskedLM(LMTask):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_unigram_baseline("test")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -40,7 +40,7 @@ def shared_file(relative: str) -> Path:
 @cache
 def small_tokenizer() -> Tokenizer:
     """A WordPiece tokenizer (fixed special ids 0..6) trained on the built-in task text plus a few sentences."""
-    from lit_lm.data.builtin_tasks import builtin_multiple_choice, builtin_nli
+    from lit_lm.data.finetuning.builtin import builtin_multiple_choice, builtin_nli
 
     texts = [t for e in builtin_nli("train") for t in (e.premise, e.hypothesis)]
     texts += [t for e in builtin_multiple_choice("train") for t in (e.context, *e.choices)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_lm.data.causal_lm import CausalLMDataModule, WindowSampler
+from lit_lm.data.pretraining.causal_lm import CausalLMDataModule, WindowSampler
 from lit_lm.errors import DataError
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lit_lm.commands import prepare_main
-from lit_lm.data import corpus as corpus_mod
-from lit_lm.data.builtin_text import builtin_corpus, write_builtin_corpus
-from lit_lm.data.corpus import PreparedCorpus, prepare_corpus, split_corpus
-from lit_lm.data.text import read_corpus
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.pretraining import corpus as corpus_mod
+from lit_lm.data.pretraining.builtin import builtin_corpus, write_builtin_corpus
+from lit_lm.data.pretraining.corpus import PreparedCorpus, prepare_corpus, split_corpus
+from lit_lm.data.pretraining.text import read_corpus
 from lit_lm.errors import DataError
 
 
@@ -225,16 +226,29 @@ def test_unigram_baseline_of_an_empty_split_names_it(tmp_path: Path, story_tok: 
         pc.unigram_baseline("val")
 
 
-def test_prepare_cli(tmp_path: Path, story_tok: Tokenizer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_cli(
+    tmp_path: Path, story_tok: Tokenizer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     f = write_builtin_corpus(tmp_path, num_docs=50)
     tok_path = tmp_path / "tok.json"
     story_tok.save(tok_path)
     argv = ["--files", str(f), "--tokenizer", str(tok_path), "--out_dir", str(tmp_path / "c"), "--progress", "false"]
+    caplog.set_level(logging.INFO)  # as the command's own logging set-up: INFO records show
+
+    def everything_shown() -> str:
+        captured = capsys.readouterr()
+        shown = captured.out + captured.err + caplog.text
+        caplog.clear()
+        return shown
+
     assert prepare_main(argv) == 0
-    out = capsys.readouterr().out
+    out = everything_shown()
     assert "prepared corpus ->" in out and "written" in out and "val:" in out
+    assert out.count("prepared corpus") == 1 and out.count("val:") == 1, f"the summary is printed once:\n{out}"
     assert prepare_main(argv) == 0
-    assert "reused from cache" in capsys.readouterr().out
+    out = everything_shown()
+    assert "reused from cache" in out
+    assert out.count("prepared corpus") == 1, f"the summary is printed once:\n{out}"
     assert prepare_main([*argv[:2], "--tokenizer", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
 

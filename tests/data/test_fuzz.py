@@ -25,18 +25,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from lit_lm.data.corpus import prepare_corpus, split_corpus
-from lit_lm.data.masking import MLMCollator
-from lit_lm.data.multiple_choice import (
+from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.finetuning.multiple_choice import (
     read_choices_jsonl,
     read_copa_jsonl,
     read_copa_xml,
     read_multiple_choice,
     read_story_cloze,
 )
-from lit_lm.data.nli import read_nli, read_nli_infersent, read_nli_jsonl, read_nli_tsv
-from lit_lm.data.text import read_corpus
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.finetuning.nli import read_nli, read_nli_infersent, read_nli_jsonl, read_nli_tsv
+from lit_lm.data.pretraining.corpus import prepare_corpus, split_corpus
+from lit_lm.data.pretraining.masking import MLMCollator
+from lit_lm.data.pretraining.text import read_corpus
 from lit_lm.errors import CheckpointError, DataError
 
 #: Examples per property; ``FUZZ_EXAMPLES=5000 pytest tests/data/test_fuzz.py`` searches longer, with fresh random

@@ -1,4 +1,4 @@
-"""The shared file mechanisms (lit_lm.data.io) and the hold-out rule (lit_lm.data.splits)."""
+"""The shared file mechanisms (lit_lm.data.core.io) and the hold-out rule (lit_lm.data.core.splits)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_lm.data.io import atomic_write, decode_utf8, digest, jsonl_records, read_text_lines, temporary_path
-from lit_lm.data.splits import holdout_split
+from lit_lm.data.core.io import atomic_write, decode_utf8, digest, jsonl_records, read_text_lines, temporary_path
+from lit_lm.data.core.splits import holdout_split
 from lit_lm.errors import DataError
 
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_lm.config import IGNORE_INDEX
-from lit_lm.data.masked_lm import MaskedLMDataModule, _truncate, build_pair_specs
-from lit_lm.data.masking import MLMCollator
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.pretraining.masked_lm import MaskedLMDataModule, _truncate, build_pair_specs
+from lit_lm.data.pretraining.masking import MLMCollator
 from lit_lm.errors import DataError
 
 TAGS = (

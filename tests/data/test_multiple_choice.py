@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_lm.data.builtin_tasks import MC_SIZES, builtin_multiple_choice
-from lit_lm.data.examples import MultipleChoiceExample
-from lit_lm.data.finetuning import MultipleChoiceCollator
-from lit_lm.data.multiple_choice import (
+from lit_lm.data.core.samplers import LengthGroupedSampler
+from lit_lm.data.finetuning.builtin import MC_SIZES, builtin_multiple_choice
+from lit_lm.data.finetuning.encoding import MultipleChoiceCollator
+from lit_lm.data.finetuning.examples import MultipleChoiceExample
+from lit_lm.data.finetuning.multiple_choice import (
     MultipleChoiceDataModule,
     read_choices_jsonl,
     read_copa_jsonl,
@@ -22,7 +23,6 @@ from lit_lm.data.multiple_choice import (
     read_story_cloze,
     tokenize_multiple_choice,
 )
-from lit_lm.data.samplers import LengthGroupedSampler
 from lit_lm.errors import DataError
 
 try:

@@ -13,10 +13,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lit_lm.data.builtin_tasks import NLI_SIZES, builtin_nli
-from lit_lm.data.examples import NLI_LABELS, NLI_LABELS_2WAY, NO_GOLD_LABEL, LabelVocab, NLIExample
-from lit_lm.data.finetuning import NLICollator, encode_pairs, truncate_longest_first
-from lit_lm.data.nli import (
+from lit_lm.data.core.samplers import LengthGroupedSampler
+from lit_lm.data.core.splits import holdout_split
+from lit_lm.data.finetuning.builtin import NLI_SIZES, builtin_nli
+from lit_lm.data.finetuning.encoding import NLICollator, encode_pairs, truncate_longest_first
+from lit_lm.data.finetuning.examples import NLI_LABELS, NLI_LABELS_2WAY, NO_GOLD_LABEL, LabelVocab, NLIExample
+from lit_lm.data.finetuning.nli import (
     NLIDataModule,
     read_nli,
     read_nli_infersent,
@@ -24,8 +26,6 @@ from lit_lm.data.nli import (
     read_nli_tsv,
     tokenize_nli,
 )
-from lit_lm.data.samplers import LengthGroupedSampler
-from lit_lm.data.splits import holdout_split
 from lit_lm.errors import DataError
 
 try:

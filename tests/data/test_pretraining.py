@@ -8,8 +8,8 @@ import lightning as L
 import pytest
 import torch
 
-from lit_lm.data.causal_lm import CausalLMDataModule, WindowSampler
-from lit_lm.data.masked_lm import MaskedLMDataModule
+from lit_lm.data.pretraining.causal_lm import CausalLMDataModule, WindowSampler
+from lit_lm.data.pretraining.masked_lm import MaskedLMDataModule
 
 
 class _TinyLM(L.LightningModule):
@@ -57,7 +57,7 @@ def test_samplers_shard_themselves_so_lightning_leaves_them_in_place(cache: Path
     shards of all ranks cover the epoch."""
     from torch.utils.data import DistributedSampler
 
-    from lit_lm.data.masked_lm import PairSampler
+    from lit_lm.data.pretraining.masked_lm import PairSampler
 
     dm = MaskedLMDataModule(cache_dir=cache, max_seq_length=64, batch_size=8)
     dm.setup("fit")

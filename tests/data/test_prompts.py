@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from lit_lm.data import DataError
-from lit_lm.data.prompts import PromptDataModule
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.pretraining.prompts import PromptDataModule
 from lit_lm.tasks import CausalLM
 
 

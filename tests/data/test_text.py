@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lit_lm.data.io import file_identities
-from lit_lm.data.text import read_corpus, resolve_files, split_sentences
+from lit_lm.data.core.io import file_identities
+from lit_lm.data.pretraining.text import read_corpus, resolve_files, split_sentences
 from lit_lm.errors import DataError
 
 GUTENBERG = (

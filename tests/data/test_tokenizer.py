@@ -11,8 +11,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, trainers
 
 from lit_lm.commands import tokenizer_main
-from lit_lm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
-from lit_lm.data.tokenizer_training import train_tokenizer
+from lit_lm.data.core.tokenizer import SPECIAL_TOKENS, Tokenizer
+from lit_lm.data.pretraining.tokenizer_training import train_tokenizer
 from lit_lm.errors import DataError
 
 TEXTS = [

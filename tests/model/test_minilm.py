@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.model.hf import load_hf_checkpoint
 
 transformers = pytest.importorskip("transformers")

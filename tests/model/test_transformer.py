@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -31,6 +33,31 @@ def test_padding_does_not_change_real_positions(cls, name, backend):
         with_pad = model(padded, attention_mask=mask)
     torch.testing.assert_close(with_pad[:, :9], alone, atol=1e-5, rtol=0)
     assert torch.isfinite(with_pad).all()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_MARKER = "<!-- tested: tests/model/test_transformer.py runs the next block -->"
+
+
+def test_the_readme_model_snippet_runs_and_padding_does_not_change_real_positions():
+    """The README's Models example, run as printed: its claim that padding never changes the outputs at real
+    positions holds for the model it builds."""
+    text = README.read_text()
+    assert text.count(README_MARKER) == 1, f"README.md should mark the Models example with {README_MARKER}"
+    code = text.split(README_MARKER, 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+    torch.manual_seed(0)
+    input_ids = torch.randint(7, 8192, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[0, 8:] = 0  # the first row: 8 tokens, then 4 of padding
+    scope = {"input_ids": input_ids, "mask": mask}
+    with torch.no_grad():
+        exec(compile(code, "README.md (Models example)", "exec"), scope)
+        gpt, hidden = scope["gpt"], scope["hidden"]
+        alone = gpt(input_ids[:1, :8])  # the first row without its padding
+        other_padding = gpt(input_ids.masked_fill(mask == 0, 3), attention_mask=mask)  # other ids where padded
+    assert hidden.shape == (2, 12, 768) and scope["logits"].shape == (2, 12, 8192)
+    torch.testing.assert_close(hidden[:1, :8], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(other_padding[mask == 1], hidden[mask == 1], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -211,7 +212,8 @@ def digest(value: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-#: The file names of the WikiText distributions (Merity et al. 2016), which :mod:`lit_lm.data.text` reads as articles.
+#: The file names of the WikiText distributions (Merity et al. 2016), which :mod:`lit_lm.data.pretraining.text`
+#: reads as articles.
 WIKITEXT_NAME = re.compile(r"wiki\.(train|valid|test)\.(raw|tokens)")
 
 
@@ -227,3 +229,11 @@ def file_identities(paths: Iterable[Path]) -> list[list[Any]]:
         st = p.stat()
         out.append([str(p), st.st_size, st.st_mtime_ns, *(["wikitext"] if is_wikitext(p) else [])])
     return out
+
+
+def show_data_progress(trainer: Any) -> bool:
+    """Whether data preparation (tokenizing a corpus) shows a progress bar: when the trainer shows one (none with
+    ``--trainer.enable_progress_bar false``, e.g. for a log file); without a trainer, when stderr is a terminal."""
+    if trainer is not None:
+        return getattr(trainer, "progress_bar_callback", None) is not None
+    return sys.stderr.isatty()

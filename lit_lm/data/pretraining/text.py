@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lit_lm.data.io import decode_utf8, is_wikitext, jsonl_records
+from lit_lm.data.core.io import decode_utf8, is_wikitext, jsonl_records
 from lit_lm.errors import DataError
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Natural language inference data: readers for the common file formats, the tokenized dataset, and
 :class:`NLIDataModule`.
 
-Readers (each returns a :class:`~lit_lm.data.examples.ReadResult`; bad input raises :class:`DataError` naming
+Readers (each returns a :class:`~lit_lm.data.finetuning.examples.ReadResult`; bad input raises :class:`DataError` naming
 file:line; records without a gold label are skipped, counted and logged):
 
 ==============  ===============================================================================================
@@ -27,23 +27,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from lit_lm.data.builtin_tasks import BUILTIN_TASKS_VERSION, builtin_nli
-from lit_lm.data.examples import NLI_LABELS, NO_GOLD_LABEL, LabelVocab, NLIExample, ReadResult
-from lit_lm.data.finetuning import (
-    EncodedSequences,
-    NLICollator,
-    TaskDataModule,
-    TaskFormat,
-    encode_pairs,
-    log_truncation,
+from lit_lm.data.core.io import file_digest, jsonl_records, read_text_lines, require_file
+from lit_lm.data.core.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.finetuning.builtin import BUILTIN_TASKS_VERSION, builtin_nli
+from lit_lm.data.finetuning.encoding import ClassificationDataset, TaskFormat, encode_pairs, log_truncation
+from lit_lm.data.finetuning.examples import (
+    NLI_LABELS,
+    NO_GOLD_LABEL,
+    LabelVocab,
+    NLIExample,
+    ReadResult,
+    TextExample,
 )
-from lit_lm.data.io import file_digest, jsonl_records, read_text_lines, require_file
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.finetuning.registry import task_spec
+from lit_lm.data.finetuning.sentence_pair import SentencePairDataModule
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -234,35 +235,8 @@ def read_nli(
 
 
 # --------------------------------------------------------------------------------------------------- dataset
-class NLIDataset(Dataset):
-    """Tokenized, formatted sentence pairs; items are collated by :class:`~lit_lm.data.finetuning.NLICollator`.
-
-    Args:
-        encoded: The formatted sequences (from :func:`~lit_lm.data.finetuning.encode_pairs`).
-        labels: (n,) label ids.
-    """
-
-    def __init__(self, encoded: EncodedSequences, labels: np.ndarray) -> None:
-        if len(encoded) != len(labels):
-            raise ValueError(f"{len(encoded)} sequences but {len(labels)} labels")
-        self.encoded = encoded
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        e = self.encoded
-        return {
-            "input_ids": e.sequence(i),
-            "segment_start": int(e.segment_starts[i]),
-            "extract_position": int(e.extract_positions[i]),
-            "label": int(self.labels[i]),
-        }
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.encoded.lengths
+#: Tokenized NLI pairs: the dataset of every classification task (one view).
+NLIDataset = ClassificationDataset
 
 
 def tokenize_nli(
@@ -272,29 +246,31 @@ def tokenize_nli(
     start_token: bool = True,
     max_seq_length: int = 128,
     name: str = "nli",
-) -> NLIDataset:
+) -> ClassificationDataset:
     """Format and tokenize NLI examples once (premise first, hypothesis second); truncations are logged."""
     encoded = encode_pairs(
         tokenizer, [e.premise for e in examples], [e.hypothesis for e in examples], format, start_token, max_seq_length
     )
     log_truncation(name, encoded, max_seq_length)
-    return NLIDataset(encoded, np.array([e.label for e in examples], dtype=np.int64))
+    return ClassificationDataset([encoded], np.array([e.label for e in examples], dtype=np.int64))
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
-class NLIDataModule(TaskDataModule):
-    """Sentence-pair classification data (SNLI, MultiNLI, SICK, RTE, ...) for GPT-1 or BERT style fine-tuning.
+class NLIDataModule(SentencePairDataModule):
+    """Natural language inference data (SNLI, MultiNLI, SICK, RTE, ...) for GPT-1 or BERT style fine-tuning: a
+    :class:`~lit_lm.data.SentencePairDataModule` that reads the NLI formats (module docstring) and defaults to the
+    3-way SNLI label set.
 
     ``num_labels`` is known at once; the tokenizer (``vocab_size``, ``pad_token_id``) on first use, and the files
-    are read and tokenized once, in :meth:`setup` (:class:`~lit_lm.data.finetuning.TaskDataModule`).
+    are read and tokenized once, in :meth:`setup` (:class:`~lit_lm.data.finetuning.base.TaskDataModule`).
 
     Batches are dicts of ``torch.long`` tensors: ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T),
     ``extract_positions`` (B,) -- the position the classifier reads (``[EXTRACT]`` for decoder, 0 for encoder)
     -- and ``labels`` (B,).
 
     Args:
-        train_files: Training files (any reader format; see :mod:`lit_lm.data.nli`). None: the built-in
-            generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_nli`), which needs no files.
+        train_files: Training files (any reader format; see :mod:`lit_lm.data.finetuning.nli`). None: the built-in
+            generated dataset (:func:`lit_lm.data.finetuning.builtin.builtin_nli`), which needs no files.
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None,
             else a seeded random ``val_fraction`` of the training examples is held out.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -318,10 +294,13 @@ class NLIDataModule(TaskDataModule):
         lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
             and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
-            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.core.tokenizer`). Ignored when ``tokenizer`` is
+            given.
         cache_dir: Where trained task tokenizers are cached.
         extra_train_files: More training files, added to the training split only: the validation hold-out
             comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
+        task: A named NLI task (``snli``, ``mnli``, ``rte``, ``scitail``, ``sick``, ``anli``): its label set, unless
+            ``labels`` is given. Metrics: accuracy (main) and macro F1.
     """
 
     def __init__(
@@ -345,26 +324,33 @@ class NLIDataModule(TaskDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         extra_train_files: list[str] | None = None,
+        task: str | None = None,
     ) -> None:
-        super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
-                         batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
-        self.label_vocab = LabelVocab(NLI_LABELS if labels is None else labels)
-        self.label_names: list[str] = list(self.label_vocab.names)
-        self.num_labels: int = len(self.label_vocab)
-        self.reader: NLIReader = reader
-        if self.train_files is None and [n.lower() for n in self.label_names] != list(NLI_LABELS):
+        if task is not None and task_spec(task, "pair").reader != "nli":
+            raise DataError(f"task {task!r} is not an NLI task; use SentencePairDataModule for it")
+        if task is None and labels is None:
+            labels = list(NLI_LABELS)
+        self.nli_reader: NLIReader = reader
+        super().__init__(task=task, train_files=train_files, val_files=val_files, test_files=test_files,
+                         tokenizer=tokenizer, labels=labels, format=format, start_token=start_token,
+                         max_seq_length=max_seq_length, batch_size=batch_size, group_by_length=group_by_length,
+                         num_workers=num_workers, seed=seed, val_fraction=val_fraction, vocab_size=vocab_size,
+                         lowercase=lowercase, tokenizer_kind=tokenizer_kind, cache_dir=cache_dir,
+                         extra_train_files=extra_train_files)  # fmt: skip
+        self.metrics, self.main_metric = ("acc", "macro_f1"), "acc"
+
+    def _check_builtin(self) -> None:
+        if [n.lower() for n in self.label_names or ()] != list(NLI_LABELS):
             raise DataError(
                 f"the built-in NLI dataset (used when train_files is not set) is 3-way {list(NLI_LABELS)}; "
                 f"labels={self.label_names} needs train_files with those labels"
             )
-        self._read_cache: dict[str, ReadResult[NLIExample]] = {}
 
     # ---------------------------------------------------------------------------------------------- reading
     def _tokenizer_key(self) -> list[str]:
         if self.train_files is None:
             return [f"builtin-nli-v{BUILTIN_TASKS_VERSION}"]
-        key = ["nli", self.reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
+        key = ["nli", self.nli_reader] + [f"{f}:{file_digest(p)}" for f in self.train_files for p in self._paths(f)]
         if self.extra_train_files:  # apart, so adding none keeps the keys of caches made before the setting
             key += ["extra"] + [f"{f}:{file_digest(p)}" for f in self.extra_train_files for p in self._paths(f)]
         return key
@@ -375,27 +361,10 @@ class NLIDataModule(TaskDataModule):
             return list(infersent_files(p))
         return [require_file(p)]
 
-    def _tokenizer_texts(self) -> list[str]:
-        examples = self.examples("train")
-        return [t for e in examples for t in (e.premise, e.hypothesis)]
+    def _read_file(self, path: str) -> ReadResult[TextExample]:
+        result = read_nli(path, self.label_vocab, self.nli_reader)
+        examples = [TextExample(e.premise, e.hypothesis, e.label, e.source) for e in result.examples]
+        return ReadResult(examples, result.skipped, result.path)
 
-    def _read(self, files: list[str]) -> tuple[list[NLIExample], dict[str, int]]:
-        examples: list[NLIExample] = []
-        skipped: dict[str, int] = {}
-        for f in files:
-            if f not in self._read_cache:
-                self._read_cache[f] = read_nli(f, self.label_vocab, self.reader)
-            res = self._read_cache[f]
-            examples.extend(res.examples)
-            for k, v in res.skipped.items():
-                skipped[k] = skipped.get(k, 0) + v
-        return examples, skipped
-
-    def _builtin(self, split: str) -> list[NLIExample]:
-        return builtin_nli(split)
-
-    def _tokenize(self, examples: list[NLIExample], split: str) -> NLIDataset:
-        return tokenize_nli(examples, self.tokenizer, self.format, self.start_token, self.max_seq_length, split)
-
-    def _collator(self) -> NLICollator:
-        return NLICollator(self.pad_token_id)
+    def _builtin(self, split: str) -> list[TextExample]:
+        return [TextExample(e.premise, e.hypothesis, e.label, e.source) for e in builtin_nli(split)]

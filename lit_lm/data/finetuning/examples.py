@@ -1,6 +1,7 @@
 """Fine-tuning examples and their labels: the leaf that readers, built-in sets and DataModules all import.
 
-- :class:`NLIExample` (premise, hypothesis, label) and :class:`MultipleChoiceExample` (context, choices, label).
+- :class:`TextExample` (text, optional second text, class id or score), :class:`NLIExample` (premise, hypothesis,
+  label) and :class:`MultipleChoiceExample` (context, choices, label).
 - :class:`LabelVocab`: label name -> id, case-insensitive; :data:`NLI_LABELS`, :data:`NLI_LABELS_2WAY`.
 - :class:`ReadResult`: what a reader returns, the examples and the counts of skipped records.
 """
@@ -41,6 +42,23 @@ class NLIExample:
     premise: str
     hypothesis: str
     label: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """One text, or a pair of texts, with its label: a class id, or a float score (regression).
+
+    Args:
+        text: The text (the first one of a pair).
+        text_pair: The second text of a pair; ``None`` for one-text tasks.
+        label: Index into the task's label list, or the score of a regression task.
+        source: ``file:line`` (``file:row N`` for Parquet) the example came from (empty for generated data).
+    """
+
+    text: str
+    text_pair: str | None
+    label: int | float
     source: str = ""
 
 

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
 
@@ -16,12 +16,16 @@ class PromptDataModule(L.LightningDataModule):
     Args:
         prompts: The texts to continue.
         tokenizer: The tokenizer of the model: a ``tokenizer.json``, or the lit_lm ``.ckpt`` being used (which
-            stores its tokenizer).
+            stores its tokenizer). ``python -m lit_lm predict --ckpt_path x.ckpt`` sets it to ``x.ckpt`` when unset.
         prompts_file: Also read prompts from this UTF-8 file, one per line (blank lines skipped).
     """
 
-    def __init__(self, tokenizer: str, prompts: list[str] | None = None, prompts_file: str | None = None) -> None:
+    def __init__(
+        self, tokenizer: str | None = None, prompts: list[str] | None = None, prompts_file: str | None = None
+    ) -> None:
         super().__init__()
+        if tokenizer is None:
+            raise DataError("no tokenizer: set data.tokenizer to the model's checkpoint (or pass --ckpt_path)")
         self.tokenizer = Tokenizer.from_file(tokenizer)
         self.vocab_size: int = self.tokenizer.vocab_size
         texts = list(prompts or [])

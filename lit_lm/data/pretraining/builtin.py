@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from lit_lm.data.io import atomic_write
+from lit_lm.data.core.io import atomic_write
 
 __all__ = ["BUILTIN_CORPUS_VERSION", "builtin_corpus", "write_builtin_corpus"]
 

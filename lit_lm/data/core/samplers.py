@@ -1,9 +1,9 @@
 """Training orders that derive from ``seed`` and the epoch only, shard themselves over the DDP ranks, and can skip
 what a resumed run already consumed (:meth:`ResumableSampler.resume_from`; the DataModule half is
-:mod:`lit_lm.data.resume`).
+:mod:`lit_lm.data.core.resume`).
 
-- :class:`ShardedSampler`: the base; :class:`lit_lm.data.causal_lm.WindowSampler` and
-  :class:`lit_lm.data.masked_lm.PairSampler` build on it for pretraining.
+- :class:`ShardedSampler`: the base; :class:`lit_lm.data.pretraining.causal_lm.WindowSampler` and
+  :class:`lit_lm.data.pretraining.masked_lm.PairSampler` build on it for pretraining.
 - :class:`PermutationSampler` and :class:`LengthGroupedSampler`: the fine-tuning orders.
 """
 
@@ -125,7 +125,7 @@ class PermutationSampler(ShardedSampler):
 
     Use it as ``DataLoader(dataset, batch_size=batch_size, sampler=...)``. Under DDP every rank takes every
     ``world_size``-th index of the same permutation (padded by repeats as ``DistributedSampler`` pads); see
-    :class:`~lit_lm.data.samplers.ShardedSampler`.
+    :class:`~lit_lm.data.core.samplers.ShardedSampler`.
 
     Args:
         num_examples: Size of the dataset.
@@ -148,7 +148,7 @@ class LengthGroupedSampler(ShardedSampler):
     Use it as ``DataLoader(dataset, batch_size=batch_size, sampler=...)``. It is distributed-aware: under DDP
     (a ``torch.distributed`` process group is up when it is iterated) every rank builds the same global order
     with "batches" of ``batch_size * world_size`` indices and takes every ``world_size``-th index, so each
-    rank's batch again holds similar lengths. Like every :class:`~lit_lm.data.samplers.ShardedSampler` it
+    rank's batch again holds similar lengths. Like every :class:`~lit_lm.data.core.samplers.ShardedSampler` it
     subclasses ``DistributedSampler`` only so that Lightning leaves it in place rather than wrapping it in a
     sampler that would reshuffle it; world size and rank are read when iterating, so it works without a process
     group too. Lightning calls ``set_epoch`` each epoch; a resumed run continues the epoch (:meth:`resume_from`).

@@ -3,8 +3,8 @@ from another document), the dynamic-masking collator and :class:`MaskedLMDataMod
 
 Randomness: every random choice derives from ``seed`` and the epoch (train) or from ``seed`` alone (validation),
 never from global state, so a run is reproducible with any ``num_workers`` and under DDP (the training samplers
-shard themselves over the ranks: :class:`lit_lm.data.samplers.ShardedSampler`). Resuming mid-epoch
-(exactly, also under DDP): :mod:`lit_lm.data.resume`.
+shard themselves over the ranks: :class:`lit_lm.data.core.samplers.ShardedSampler`). Resuming mid-epoch
+(exactly, also under DDP): :mod:`lit_lm.data.core.resume`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from lit_lm.data.corpus import PreparedCorpus
-from lit_lm.data.masking import MLMCollator, check_replacement_ratios
-from lit_lm.data.pretraining import PretrainingDataModule
-from lit_lm.data.samplers import ShardedSampler
-from lit_lm.data.tokenizer import TokenizerKind
+from lit_lm.data.core.samplers import ShardedSampler
+from lit_lm.data.core.tokenizer import TokenizerKind
+from lit_lm.data.pretraining.base import PretrainingDataModule
+from lit_lm.data.pretraining.corpus import PreparedCorpus
+from lit_lm.data.pretraining.masking import MLMCollator, check_replacement_ratios
 from lit_lm.errors import DataError
 
 __all__ = ["MaskedLMDataModule", "PairSampler", "SentencePairDataset", "build_pair_specs"]
@@ -167,7 +167,7 @@ class SentencePairDataset(Dataset):
 class PairSampler(ShardedSampler):
     """Builds the training instances of an epoch (:func:`build_pair_specs` with a ``(seed, epoch)`` generator)
     and yields them in a shuffled order as ``(key, a_start, a_end, b_start, b_end, nsp_label)`` tuples; under DDP
-    each rank takes its own share (:class:`~lit_lm.data.samplers.ShardedSampler`).
+    each rank takes its own share (:class:`~lit_lm.data.core.samplers.ShardedSampler`).
 
     Args:
         corpus: The prepared corpus.
@@ -238,7 +238,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
             and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
-            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.core.tokenizer`). Ignored when ``tokenizer`` is
+            given.
         max_seq_length: Longest example, ``[CLS]``/``[SEP]`` included (at least 8).
         short_seq_prob: Probability that a document's target length is a random shorter one.
         nsp: Sentence pairs with next sentence prediction labels; else single segments.
@@ -253,6 +254,9 @@ class MaskedLMDataModule(PretrainingDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the split, the tokenizer's training data, the pairs and the masks.
         text_field: JSONL field holding the text.
+        val_files: Text files whose every sentence is validated on (pairs and masks fixed by ``seed``), instead of a
+            hold-out of ``files``, which then all go to training.
+        test_files: Text files that ``test`` scores the same way (``test/mlm_acc``, ``test/loss``).
     """
 
     def __init__(
@@ -276,6 +280,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         num_workers: int = 0,
         seed: int = 42,
         text_field: str = "text",
+        val_files: list[str | Path] | str | Path | None = None,
+        test_files: list[str | Path] | str | Path | None = None,
     ) -> None:
         if max_seq_length < 8:
             raise DataError(f"max_seq_length must be >= 8, got {max_seq_length}")
@@ -284,7 +290,7 @@ class MaskedLMDataModule(PretrainingDataModule):
         if not 0.0 <= short_seq_prob <= 1.0:
             raise DataError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, "document", val_fraction, cache_dir,
-                         num_workers, seed, text_field, tokenizer_kind)  # fmt: skip
+                         num_workers, seed, text_field, tokenizer_kind, val_files, test_files)  # fmt: skip
         self.max_seq_length, self.short_seq_prob, self.nsp = max_seq_length, short_seq_prob, nsp
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
         check_replacement_ratios(mask_token_ratio, random_token_ratio)
@@ -295,30 +301,46 @@ class MaskedLMDataModule(PretrainingDataModule):
         self.collator: MLMCollator | None = None  # needs the tokenizer: built in setup
         self.train_dataset: SentencePairDataset | None = None
         self.val_dataset: SentencePairDataset | None = None
+        self.test_dataset: SentencePairDataset | None = None
         self.train_sampler: PairSampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the prepared corpus (preparing it if ``prepare_data`` did not run) and build the datasets."""
-        pc = self._corpus()
-        for split in ("train", "val"):
-            if self.nsp and pc.num_docs(split) < 2:
-                raise DataError(
-                    f"next sentence prediction needs at least 2 documents in the {split} split, it has "
-                    f"{pc.num_docs(split)} ({pc.num_tokens(split)} tokens); raise val_fraction, add text, "
-                    "or set nsp=False"
-                )
+        """Load the prepared corpora (preparing them if ``prepare_data`` did not run) and build the datasets that
+        ``stage`` uses (``fit``: train and validation; ``validate``; ``test``; ``None``: all there are)."""
         tk = self.tokenizer
         self.collator = MLMCollator(tk, self.mlm_probability, self.whole_word_masking, self.pad_to_multiple_of,
                                     self.seed, mask_token_ratio=self.mask_token_ratio,
                                     random_token_ratio=self.random_token_ratio)  # fmt: skip
-        self.train_sampler = PairSampler(pc, "train", self.max_seq_length, self.short_seq_prob, self.nsp, self.seed)
-        self.train_dataset = SentencePairDataset(pc, "train", tk.cls_id, tk.sep_id)
-        val_rng = random.Random(f"lit_lm-pairs-{self.seed}-val")
-        val_specs = build_pair_specs(np.asarray(pc.sent_offsets("val")), pc.doc_sent_offsets("val"),
-                                     self.max_seq_length, self.short_seq_prob, self.nsp, val_rng)  # fmt: skip
-        if len(val_specs) == 0:
-            raise DataError("the validation split gave no examples; raise val_fraction or add text")
-        self.val_dataset = SentencePairDataset(pc, "val", tk.cls_id, tk.sep_id, specs=val_specs)
+        if stage in ("fit", None):
+            pc = self._corpus()
+            self._check_documents(pc, "train", "train split")  # (with val_files: all of `files`)
+            self.train_sampler = PairSampler(pc, "train", self.max_seq_length, self.short_seq_prob, self.nsp,
+                                             self.seed)  # fmt: skip
+            self.train_dataset = SentencePairDataset(pc, "train", tk.cls_id, tk.sep_id)
+        if stage in ("fit", "validate", None):
+            self.val_dataset = self._eval_dataset("val")
+        if stage == "test" or (stage is None and self.test_files is not None):
+            self.test_dataset = self._eval_dataset("test")
+
+    def _check_documents(self, pc: PreparedCorpus, split: str, what: str) -> None:
+        if self.nsp and pc.num_docs(split) < 2:
+            raise DataError(
+                f"next sentence prediction needs at least 2 documents in the {what}, it has {pc.num_docs(split)} "
+                f"({pc.num_tokens(split)} tokens); raise val_fraction, add text, or set nsp=False"
+            )
+
+    def _eval_dataset(self, stage: str) -> SentencePairDataset:
+        """Fixed pairs (seeded by ``seed`` and the stage) over every sentence of the ``stage`` text."""
+        pc, split = self._eval_source(stage)
+        files = self.val_files if stage == "val" else self.test_files
+        what = f"{stage} split" if files is None else f"{stage}_files text"
+        self._check_documents(pc, split, what)
+        rng = random.Random(f"lit_lm-pairs-{self.seed}-{stage}")
+        specs = build_pair_specs(np.asarray(pc.sent_offsets(split)), pc.doc_sent_offsets(split),
+                                 self.max_seq_length, self.short_seq_prob, self.nsp, rng)  # fmt: skip
+        if len(specs) == 0:
+            raise DataError(f"the {what} text gave no examples; raise val_fraction or add text")
+        return SentencePairDataset(pc, split, self.tokenizer.cls_id, self.tokenizer.sep_id, specs=specs)
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
@@ -331,3 +353,8 @@ class MaskedLMDataModule(PretrainingDataModule):
         if self.val_dataset is None:
             self.setup("validate")
         return self._loader(self.val_dataset, shuffle=False, collate_fn=self.collator)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_dataset is None:
+            self.setup("test")
+        return self._loader(self.test_dataset, shuffle=False, collate_fn=self.collator)

@@ -1,4 +1,5 @@
-"""Corpus preparation: documents (:mod:`lit_lm.data.text`) -> train/validation split -> memory-mapped token arrays.
+"""Corpus preparation: documents (:mod:`lit_lm.data.pretraining.text`) -> train/validation split -> memory-mapped
+token arrays.
 
 Preparation (:func:`prepare_corpus`)
     Documents are split into train and validation (by whole document, or the last characters with
@@ -18,7 +19,7 @@ Units (``units``)
       Preparation decodes each split once and records whether it round-trips (``meta.json`` ->
       ``splits.<split>.round_trip``); bits per character are honest only where it does.
 
-What the text is, before tokenizing (:func:`~lit_lm.data.text.read_corpus`): UTF-8 without a BOM, line ends
+What the text is, before tokenizing (:func:`~lit_lm.data.pretraining.text.read_corpus`): UTF-8 without a BOM, line ends
 ``\n`` (CRLF and CR converted), Project Gutenberg header/footer removed (``strip_gutenberg``), files joined by
 one blank line; the units above are cut from that text.
 
@@ -44,13 +45,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lit_lm.data.io import atomic_write, digest, file_identities
-from lit_lm.data.splits import check_fraction, holdout_split
-from lit_lm.data.text import CorpusText, DocSplit, SentenceSplit, _documents_from_text, read_corpus, resolve_files
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.io import atomic_write, digest, file_identities
+from lit_lm.data.core.splits import holdout_split
+from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.pretraining.text import (
+    CorpusText,
+    DocSplit,
+    SentenceSplit,
+    _documents_from_text,
+    read_corpus,
+    resolve_files,
+)
 from lit_lm.errors import DataError
 
-__all__ = ["PreparedCorpus", "prepare_corpus", "split_corpus"]
+__all__ = ["PreparedCorpus", "prepare_corpus", "split_corpus", "unigram_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +93,15 @@ def split_corpus(
     ``split="document"``: a seeded permutation picks ``val_docs`` (default ``round(val_fraction * n)``, at least
     1, at most ``n - 1``) whole documents for validation; both splits keep the file order. The same documents and
     seed always give the same split. ``split="tail"``: the first ``int(n_chars * (1 - val_fraction))`` characters
-    of the text are train and the rest validation, as nanoGPT does for tiny shakespeare.
+    of the text are train and the rest validation, as nanoGPT does for tiny shakespeare; ``val_fraction`` 1.0 (or
+    0.0) makes the whole text, every character of it, the validation (or training) split and leaves the other empty:
+    how a DataModule scores whole files (``val_files``) or trains on all of ``files``.
     """
     if units not in ("sentence", "text"):
         raise DataError(f"units must be 'sentence' or 'text', got {units!r}")
     if split == "tail":
-        check_fraction(val_fraction)
+        if not 0.0 <= val_fraction <= 1.0:
+            raise DataError(f"val_fraction must be in [0, 1] with split='tail', got {val_fraction}")
         text = corpus.full_text()
         cut = int(len(text) * (1.0 - val_fraction))
         parts = {"train": text[:cut], "val": text[cut:]}
@@ -112,7 +123,8 @@ def split_corpus(
                 exact_chars=len(part),
                 exact_bytes=len(part.encode("utf-8")),
             )
-        for name in SPLITS:
+        wanted = [name for name, share in (("train", 1.0 - val_fraction), ("val", val_fraction)) if share > 0]
+        for name in wanted:
             if not out[name].docs:
                 raise DataError(
                     f"split='tail' left the {name} part without text ({len(text)} characters in all, "
@@ -362,19 +374,24 @@ class PreparedCorpus:
         (add-one smoothed over the vocabulary) give ``loss``, the mean NLL in nats per token of ``split``, and
         ``acc``, the share of ``split`` tokens equal to the most frequent training token. A language model has
         learned something beyond word frequencies only once it gets below this loss (the MLM "unigram plateau")."""
-        counts = np.bincount(self.tokens("train"), minlength=self.vocab_size).astype(np.float64) + 1.0
-        log_p = np.log(counts / counts.sum())
-        tokens = np.asarray(self.tokens(split), dtype=np.int64)
+        tokens = self.tokens(split)
         if tokens.size == 0:
             raise DataError(f"the {split} split has no tokens", self.path)
-        hist = np.bincount(tokens, minlength=self.vocab_size)
-        loss = float(-(hist * log_p).sum() / tokens.size)
-        acc = float(hist[int(counts.argmax())] / tokens.size)
-        return {"loss": loss, "acc": acc}
+        return unigram_scores(self.tokens("train"), tokens, self.vocab_size)
 
     def __repr__(self) -> str:
         s = ", ".join(f"{k}={self.num_tokens(k)} tokens/{self.num_docs(k)} docs" for k in SPLITS)
         return f"PreparedCorpus({str(self.path)!r}, {s})"
+
+
+def unigram_scores(train_tokens: np.ndarray, tokens: np.ndarray, vocab_size: int) -> dict[str, float]:
+    """A context-free model's scores on ``tokens``: token frequencies of ``train_tokens``, add-one smoothed over the
+    vocabulary, give ``loss`` (mean NLL, nats per token) and ``acc`` (share of ``tokens`` equal to the most frequent
+    training token). See :meth:`PreparedCorpus.unigram_baseline`."""
+    counts = np.bincount(np.asarray(train_tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    hist = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)
+    return {"loss": float(-(hist * log_p).sum() / tokens.size), "acc": float(hist[int(counts.argmax())] / tokens.size)}
 
 
 def _written_for(path: Path, key: str) -> bool:
@@ -456,7 +473,7 @@ def prepare_corpus(
         stats: dict[str, dict[str, int]] = {}
         for name in SPLITS:
             arrays, counts = _tokenize_split(parts[name], tok, name, batch_sentences, workers, progress, units)
-            if counts["num_tokens"] == 0:
+            if counts["num_tokens"] == 0 and parts[name].docs:
                 raise DataError(
                     f"the {name} split has no tokens ({len(parts[name].docs)} documents of text that the tokenizer "
                     "maps to nothing); check the files and the tokenizer"

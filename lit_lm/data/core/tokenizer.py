@@ -19,17 +19,21 @@ format with it.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from lit_lm.data.io import atomic_write
+from lit_lm.data.core.io import atomic_write, digest
 from lit_lm.errors import DataError
+
+log = logging.getLogger(__name__)
 
 PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT)
@@ -75,7 +79,8 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
     from lit_lm.serialization import LIT_LM_KEY, load_torch_file
 
     ckpt = load_torch_file(path, "checkpoint")
-    tok = (ckpt.get(LIT_LM_KEY) or {}).get("tokenizer") if isinstance(ckpt, dict) else None
+    meta = ckpt.get(LIT_LM_KEY) if isinstance(ckpt, dict) else None
+    tok = meta.get("tokenizer") if isinstance(meta, dict) else None
     if not isinstance(tok, str) or not tok:
         raise DataError("checkpoint carries no lit_lm tokenizer; pass the tokenizer.json it was trained with", path)
     return tok
@@ -146,7 +151,7 @@ def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min
 class Tokenizer:
     """A WordPiece or byte-level BPE tokenizer with named special-token ids.
 
-    Build one with :meth:`train_from_texts` or :meth:`from_file` (or :mod:`lit_lm.data.tokenizer_training`).
+    Build one with :meth:`train_from_texts` or :meth:`from_file` (or :mod:`lit_lm.data.pretraining.tokenizer_training`).
     """
 
     def __init__(self, tokenizer: HFTokenizer, path: str | None = None) -> None:
@@ -283,6 +288,20 @@ class Tokenizer:
         """A hash of the full tokenizer definition, for cache keys."""
         return hashlib.sha256(self.hf.to_str().encode()).hexdigest()[:16]
 
+    def difference(self, other: Tokenizer) -> str | None:
+        """How ``other`` differs from this tokenizer in what a model sees: the vocabulary (token -> id) and the
+        special-token ids; ``None`` when a model trained with one reads the other's ids the same way."""
+        ours, theirs = self.hf.get_vocab(with_added_tokens=True), other.hf.get_vocab(with_added_tokens=True)
+        if ours != theirs:
+            tokens = ours.keys() | theirs.keys()
+            differ = sum(1 for token in tokens if ours.get(token) != theirs.get(token))
+            sizes = f"vocabularies {len(ours)} / {len(theirs)}"
+            return f"{differ} of {len(tokens)} tokens differ in id or presence ({sizes})"
+        names = ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id", "delim_id", "extract_id")
+        special = [f"{n} {getattr(self, n)} / {getattr(other, n)}" for n in names
+                   if getattr(self, n) != getattr(other, n)]  # fmt: skip
+        return f"special-token ids differ ({', '.join(special)})" if special else None
+
     def require_decoder_tokens(self) -> None:
         """Raise unless ``[DELIM]`` and ``[EXTRACT]`` exist (needed by the GPT-1 task format)."""
         if self.delim_id is None or self.extract_id is None:
@@ -318,3 +337,24 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"
+
+
+# ----------------------------------------------------------------------------------------------- caching
+# 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
+# 3: WordPiece learned reproducibly (the library trainer's ids, and at ties tokens, varied from run to run)
+CACHE_FORMAT_VERSION = 3
+
+
+def train_once(
+    key: dict[str, Any], cache_dir: str | Path, train: Callable[[], Tokenizer], kind: TokenizerKind = "wordpiece"
+) -> Tokenizer:
+    """The tokenizer cached as ``<cache_dir>/tokenizers/<kind>-<digest of key>.json``, trained by ``train()`` (and
+    written atomically, so concurrent DDP ranks never read half a file) when it is not there yet."""
+    path = Path(cache_dir) / "tokenizers" / f"{kind}-{digest({'v': CACHE_FORMAT_VERSION, **key})}.json"
+    if path.is_file():
+        return Tokenizer.from_file(path)
+    t0 = time.perf_counter()
+    tok = train()
+    tok.save(path)
+    log.info("trained tokenizer (vocab %d) in %.1fs -> %s", tok.vocab_size, time.perf_counter() - t0, path)
+    return tok

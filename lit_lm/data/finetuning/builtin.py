@@ -23,8 +23,15 @@ construction; the generator picks a target label, builds a hypothesis for it and
 The multiple-choice set uses two-entity scenes (an animal and a person): the context is two premise sentences,
 the right choice is a sentence entailed by the context, the wrong one is contradicted by it.
 
+The one-text set asks whether a sentence's subject is in motion (``is running``, ``is strolling``, ``is moving``:
+label 1) or at rest (``is napping``, ``is resting``: label 0), whatever the rest of the sentence says. The
+similarity set scores two sentences about the same kind of entity from 0 to 5: one point per part (noun, adjective,
+action, place, time) that is the same, half a point where one generalises the other; it is symmetric by
+construction, as STS-B's scores are.
+
 Sizes: NLI train 4,500 / val 750 / test 750 pairs (balanced labels); multiple choice 2,000 / 250 / 250
-questions of 2 choices (right choice first or second at random). All splits are disjoint.
+questions of 2 choices (right choice first or second at random); one-text 2,000 / 300 / 300 sentences (balanced);
+similarity 2,000 / 300 / 300 pairs. All splits are disjoint.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, TypeVar
 
-from lit_lm.data.examples import MultipleChoiceExample, NLIExample
+from lit_lm.data.finetuning.examples import MultipleChoiceExample, NLIExample, TextExample
 from lit_lm.errors import DataError
 
 E = TypeVar("E")
@@ -45,6 +52,8 @@ BUILTIN_TASKS_VERSION = 1
 Split = Literal["train", "val", "test"]
 NLI_SIZES = {"train": 4500, "val": 750, "test": 750}
 MC_SIZES = {"train": 2000, "val": 250, "test": 250}
+TEXT_SIZES = {"train": 2000, "val": 300, "test": 300}
+SIMILARITY_SIZES = {"train": 2000, "val": 300, "test": 300}
 
 ENTAILMENT, NEUTRAL, CONTRADICTION = 0, 1, 2
 
@@ -338,3 +347,63 @@ def _mc_pool() -> dict[str, tuple[MultipleChoiceExample, ...]]:
 def builtin_multiple_choice(split: Split = "train") -> list[MultipleChoiceExample]:
     """The built-in 2-choice split: a two-sentence scene, one entailed and one contradicted ending."""
     return _split(_mc_pool(), split)
+
+
+def moving(scene: Scene) -> bool:
+    """Whether the scene's action is one of moving (running or walking), not of resting."""
+    return ACTIONS[scene.action] <= _RUN | _WALK
+
+
+@lru_cache(maxsize=1)
+def _text_pool() -> dict[str, tuple[TextExample, ...]]:
+    rng = random.Random(20240603)
+    total = sum(TEXT_SIZES.values())
+    seen: set[str] = set()
+    pools: dict[int, list[TextExample]] = {0: [], 1: []}
+    while len(pools[0]) + len(pools[1]) < total:
+        scene = _random_scene(rng, rng.choice(("animal", "person")))
+        label = int(moving(scene))
+        text = scene.sentence()
+        if text in seen or len(pools[label]) >= total // 2:
+            continue
+        seen.add(text)
+        pools[label].append(TextExample(text, None, label))
+    pool = pools[0] + pools[1]
+    rng.shuffle(pool)
+    return _cut(pool, TEXT_SIZES)
+
+
+def builtin_text_classification(split: Split = "train") -> list[TextExample]:
+    """The built-in one-text split: is the subject moving (1) or resting (0)? See the module docstring."""
+    return _split(_text_pool(), split)
+
+
+def similarity(a: Scene, b: Scene) -> float:
+    """0-5: a point per part that is the same in both scenes, half a point where one generalises the other."""
+    forward, backward = part_relations(a, b), part_relations(b, a)
+    points = [1.0 if getattr(a, part) == getattr(b, part) else
+              0.5 if ENTAILMENT in (forward[part], backward[part]) else 0.0 for part in PARTS]  # fmt: skip
+    return 5.0 * sum(points) / len(points)
+
+
+@lru_cache(maxsize=1)
+def _similarity_pool() -> dict[str, tuple[TextExample, ...]]:
+    rng = random.Random(20240604)
+    total = sum(SIMILARITY_SIZES.values())
+    seen: set[tuple[str, str]] = set()
+    pool: list[TextExample] = []
+    while len(pool) < total:
+        a = _random_scene(rng, rng.choice(("animal", "person")))
+        b = _hypothesis(rng, a, rng.choice((ENTAILMENT, NEUTRAL, CONTRADICTION))) if rng.random() < 0.7 else None
+        b = b or _random_scene(rng, a.category)
+        pair = (a.sentence(), b.sentence())
+        if pair in seen or pair[0] == pair[1]:
+            continue
+        seen.add(pair)
+        pool.append(TextExample(pair[0], pair[1], similarity(a, b)))
+    return _cut(pool, SIMILARITY_SIZES)
+
+
+def builtin_similarity(split: Split = "train") -> list[TextExample]:
+    """The built-in similarity split: sentence pairs scored 0-5 (a regression); see the module docstring."""
+    return _split(_similarity_pool(), split)

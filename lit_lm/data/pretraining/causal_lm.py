@@ -3,8 +3,8 @@ which every token is predicted once, and :class:`CausalLMDataModule`.
 
 Randomness: every random choice derives from ``seed`` and the epoch (train) or from ``seed`` alone (validation),
 never from global state, so a run is reproducible with any ``num_workers`` and under DDP (the training samplers
-shard themselves over the ranks: :class:`lit_lm.data.samplers.ShardedSampler`). Resuming mid-epoch
-(exactly, also under DDP): :mod:`lit_lm.data.resume`.
+shard themselves over the ranks: :class:`lit_lm.data.core.samplers.ShardedSampler`). Resuming mid-epoch
+(exactly, also under DDP): :mod:`lit_lm.data.core.resume`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_lm.config import IGNORE_INDEX
-from lit_lm.data.corpus import PreparedCorpus
-from lit_lm.data.pretraining import PretrainingDataModule
-from lit_lm.data.samplers import ShardedSampler
-from lit_lm.data.tokenizer import TokenizerKind
+from lit_lm.data.core.samplers import ShardedSampler
+from lit_lm.data.core.tokenizer import TokenizerKind
+from lit_lm.data.pretraining.base import PretrainingDataModule
+from lit_lm.data.pretraining.corpus import DOC_SEPARATOR, PreparedCorpus
 from lit_lm.errors import DataError
 
 __all__ = ["CausalLMDataModule", "CausalValDataset", "CausalWindowDataset", "WindowSampler"]
@@ -51,7 +51,7 @@ class CausalWindowDataset(Dataset):
 
 class WindowSampler(ShardedSampler):
     """Start offsets of training windows for one epoch, derived from ``(seed, epoch)``; under DDP each rank takes its
-    own share of them (:class:`~lit_lm.data.samplers.ShardedSampler`).
+    own share of them (:class:`~lit_lm.data.core.samplers.ShardedSampler`).
 
     Args:
         num_tokens: Length of the token array.
@@ -104,13 +104,17 @@ class CausalValDataset(Dataset):
     ``input_ids = s[iT : iT+T]`` and ``labels = s[iT+1 : iT+T+1]``, so label positions cover ``val_tokens``
     once. ``context`` (the token before the first validation token) is the last train token: for
     ``split="tail"`` the true predecessor; for ``split="document"`` a document boundary as training sees them.
-    The last window is padded at the end (``input_ids`` with ``pad_id``, ``labels`` with -100).
+    A corpus without training text (whole validation files) takes ``context`` instead (the DataModule passes the
+    last token of a document boundary). The last window is padded at the end (``input_ids`` with ``pad_id``,
+    ``labels`` with -100).
     """
 
-    def __init__(self, corpus: PreparedCorpus, block_size: int, pad_id: int, split: str = "val") -> None:
+    def __init__(
+        self, corpus: PreparedCorpus, block_size: int, pad_id: int, split: str = "val", context: int | None = None
+    ) -> None:
         self.corpus, self.block_size, self.pad_id, self.split = corpus, block_size, pad_id, split
         train = corpus.tokens("train")
-        self.context = int(train[-1]) if train.size else pad_id
+        self.context = int(train[-1]) if train.size else (pad_id if context is None else context)
 
     def __len__(self) -> int:
         return -(-self.corpus.num_tokens(self.split) // self.block_size)
@@ -134,7 +138,8 @@ class CausalLMDataModule(PretrainingDataModule):
     input_ids[:, i]``. Validation is a fixed pass of non-overlapping windows in which every validation token is a
     label exactly once (the last window padded: ``input_ids`` with ``[PAD]``, ``labels`` with -100, at the end,
     so no attention mask is needed). The token stream is the text itself, line breaks and spaces included
-    (:mod:`lit_lm.data.corpus`, ``units="text"``): with ``split="document"`` each document is followed by a blank
+    (:mod:`lit_lm.data.pretraining.corpus`, ``units="text"``): with ``split="document"`` each document is followed by a
+    blank
     line. Bits per character = sum of the validation NLL (nats) / (``val_num_chars`` * ln 2), reported only when the
     tokenizer gives the validation text back exactly (:attr:`val_round_trip`).
 
@@ -147,12 +152,12 @@ class CausalLMDataModule(PretrainingDataModule):
             and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``bpe`` (byte-level, lossless:
             ``decode(encode(text)) == text``, as GPT-2; the default) or ``wordpiece`` (BERT's: it drops line breaks,
-            so no bits per character are reported); see :mod:`lit_lm.data.tokenizer`. Ignored when ``tokenizer`` is
+            so no bits per character are reported); see :mod:`lit_lm.data.core.tokenizer`. Ignored when ``tokenizer`` is
             given.
         block_size: Context length ``T``.
         batch_size: Windows per batch.
         split: ``"document"`` (validation = whole documents) or ``"tail"`` (the last ``val_fraction`` of the
-            characters, as nanoGPT splits tiny shakespeare).
+            characters, as nanoGPT splits tiny shakespeare). Not used with ``val_files``.
         val_fraction: Share of documents / characters for validation.
         train_mode: ``"random"``: random window starts; ``"sequential"``: each epoch a shuffled pass over
             non-overlapping windows (random phase per epoch).
@@ -162,6 +167,10 @@ class CausalLMDataModule(PretrainingDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the split, the tokenizer's training data and the window sampling.
         text_field: JSONL field holding the text.
+        val_files: Text files to validate on, every character of them (first window from the start of the text),
+            instead of a split of ``files``, which then all go to training. ``validate --data.val_files book.txt``
+            scores a checkpoint on a book.
+        test_files: Text files that ``test`` scores in full, the same way (``test/bpc``).
     """
 
     units = "text"
@@ -183,6 +192,8 @@ class CausalLMDataModule(PretrainingDataModule):
         num_workers: int = 0,
         seed: int = 42,
         text_field: str = "text",
+        val_files: list[str | Path] | str | Path | None = None,
+        test_files: list[str | Path] | str | Path | None = None,
     ) -> None:
         if block_size < 1:
             raise DataError(f"block_size must be >= 1, got {block_size}")
@@ -191,25 +202,37 @@ class CausalLMDataModule(PretrainingDataModule):
         if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
             raise DataError(f"train_samples_per_epoch must be >= 1, got {train_samples_per_epoch}")
         super().__init__(files, tokenizer, vocab_size, lowercase, batch_size, split, val_fraction, cache_dir,
-                         num_workers, seed, text_field, tokenizer_kind)  # fmt: skip
+                         num_workers, seed, text_field, tokenizer_kind, val_files, test_files)  # fmt: skip
         self.block_size, self.train_mode, self.train_samples_per_epoch = block_size, train_mode, train_samples_per_epoch
         self.train_dataset: CausalWindowDataset | None = None
         self.val_dataset: CausalValDataset | None = None
+        self.test_dataset: CausalValDataset | None = None
         self.train_sampler: WindowSampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the prepared corpus (preparing it if ``prepare_data`` did not run) and build the datasets."""
-        pc = self._corpus()
-        n_train = pc.num_tokens("train")
-        if n_train < self.block_size + 1:
-            raise DataError(
-                f"the train split has {n_train} tokens ({pc.num_docs('train')} documents), fewer than "
-                f"block_size + 1 = {self.block_size + 1}; lower block_size or add text"
-            )
-        self.train_dataset = CausalWindowDataset(pc, "train", self.block_size)
-        self.train_sampler = WindowSampler(n_train, self.block_size, self.train_mode, self.train_samples_per_epoch,
-                                           self.seed)  # fmt: skip
-        self.val_dataset = CausalValDataset(pc, self.block_size, self.pad_token_id)
+        """Load the prepared corpora (preparing them if ``prepare_data`` did not run) and build the datasets that
+        ``stage`` uses (``fit``: train and validation; ``validate``; ``test``; ``None``: all there are)."""
+        if stage in ("fit", None):
+            pc = self._corpus()
+            n_train = pc.num_tokens("train")
+            if n_train < self.block_size + 1:
+                raise DataError(
+                    f"the train split has {n_train} tokens ({pc.num_docs('train')} documents), fewer than "
+                    f"block_size + 1 = {self.block_size + 1}; lower block_size or add text"
+                )
+            self.train_dataset = CausalWindowDataset(pc, "train", self.block_size)
+            self.train_sampler = WindowSampler(n_train, self.block_size, self.train_mode, self.train_samples_per_epoch,
+                                               self.seed)  # fmt: skip
+        if stage in ("fit", "validate", None):
+            self.val_dataset = self._eval_dataset("val")
+        if stage == "test" or (stage is None and self.test_files is not None):
+            self.test_dataset = self._eval_dataset("test")
+
+    def _eval_dataset(self, stage: str) -> CausalValDataset:
+        corpus, split = self._eval_source(stage)
+        boundary = self.tokenizer.encode(DOC_SEPARATOR)  # what precedes a document in training
+        return CausalValDataset(corpus, self.block_size, self.pad_token_id, split,
+                                context=boundary[-1] if boundary else None)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
@@ -222,5 +245,10 @@ class CausalLMDataModule(PretrainingDataModule):
         if self.val_dataset is None:
             self.setup("validate")
         return self._loader(self.val_dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_dataset is None:
+            self.setup("test")
+        return self._loader(self.test_dataset, shuffle=False)
 
 

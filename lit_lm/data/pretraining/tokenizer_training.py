@@ -4,23 +4,19 @@ settings."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lit_lm.data.corpus import DOC_SEPARATOR, SplitMode, split_corpus
-from lit_lm.data.io import digest, file_identities
-from lit_lm.data.text import DocSplit, read_corpus, resolve_files
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase
+from lit_lm.data.core.io import file_identities
+from lit_lm.data.core.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase, train_once
+from lit_lm.data.pretraining.corpus import DOC_SEPARATOR, SplitMode, split_corpus
+from lit_lm.data.pretraining.text import DocSplit, read_corpus, resolve_files
 
-__all__ = ["cached_tokenizer", "train_once", "train_tokenizer"]
+__all__ = ["cached_tokenizer", "train_tokenizer"]
 
 log = logging.getLogger(__name__)
 
-# 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
-# 3: WordPiece learned reproducibly (the library trainer's ids, and at ties tokens, varied from run to run)
-FORMAT_VERSION = 3
 
 
 def train_tokenizer(
@@ -45,11 +41,11 @@ def train_tokenizer(
         vocab_size: Largest vocabulary size.
         lowercase: Lowercase the text (uncased model; WordPiece only). Default: WordPiece yes, BPE no.
         min_frequency: Least count of a merged piece.
-        kind: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless: GPT); see :mod:`lit_lm.data.tokenizer`.
+        kind: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless: GPT); see :mod:`lit_lm.data.core.tokenizer`.
         text_field: The text field of JSONL records.
         strip_gutenberg: Remove Project Gutenberg headers and footers.
         split: With a split mode, train only on the train part of that split (same arguments as
-            :func:`~lit_lm.data.corpus.prepare_corpus`), so validation text stays unseen.
+            :func:`~lit_lm.data.pretraining.corpus.prepare_corpus`), so validation text stays unseen.
         val_fraction: Validation share of that split.
         val_docs: Exact number of validation documents of that split.
         seed: Seed of that split.
@@ -91,18 +87,3 @@ def cached_tokenizer(
            "min_frequency": min_frequency, "split": split_settings}  # fmt: skip
     return train_once(key, cache_dir, lambda: train_tokenizer(paths, vocab_size, lowercase, min_frequency, kind=kind,
                                                               **split_settings), kind)  # fmt: skip
-
-
-def train_once(
-    key: dict[str, Any], cache_dir: str | Path, train: Callable[[], Tokenizer], kind: TokenizerKind = "wordpiece"
-) -> Tokenizer:
-    """The tokenizer cached as ``<cache_dir>/tokenizers/<kind>-<digest of key>.json``, trained by ``train()`` (and
-    written atomically, so concurrent DDP ranks never read half a file) when it is not there yet."""
-    path = Path(cache_dir) / "tokenizers" / f"{kind}-{digest({'v': FORMAT_VERSION, **key})}.json"
-    if path.is_file():
-        return Tokenizer.from_file(path)
-    t0 = time.perf_counter()
-    tok = train()
-    tok.save(path)
-    log.info("trained tokenizer (vocab %d) in %.1fs -> %s", tok.vocab_size, time.perf_counter() - t0, path)
-    return tok

@@ -35,18 +35,25 @@ from xml.parsers import expat
 import numpy as np
 from torch.utils.data import Dataset
 
-from lit_lm.data.builtin_tasks import BUILTIN_TASKS_VERSION, builtin_multiple_choice
-from lit_lm.data.examples import MultipleChoiceExample, ReadResult
-from lit_lm.data.finetuning import (
+from lit_lm.data.core.io import (
+    decode_utf8,
+    file_digest,
+    jsonl_records,
+    read_bytes_checked,
+    read_text_lines,
+    require_file,
+)
+from lit_lm.data.core.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.finetuning.base import TaskDataModule
+from lit_lm.data.finetuning.builtin import BUILTIN_TASKS_VERSION, builtin_multiple_choice
+from lit_lm.data.finetuning.encoding import (
     EncodedSequences,
     MultipleChoiceCollator,
-    TaskDataModule,
     TaskFormat,
     encode_pairs,
     log_truncation,
 )
-from lit_lm.data.io import decode_utf8, file_digest, jsonl_records, read_bytes_checked, read_text_lines, require_file
-from lit_lm.data.tokenizer import Tokenizer, TokenizerKind
+from lit_lm.data.finetuning.examples import MultipleChoiceExample, ReadResult
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -271,7 +278,7 @@ def read_multiple_choice(path: str | Path, reader: MultipleChoiceFormat = "auto"
 # --------------------------------------------------------------------------------------------------- dataset
 class MultipleChoiceDataset(Dataset):
     """Tokenized examples of ``num_choices`` sequences each (choices of one example adjacent in ``encoded``);
-    items are collated by :class:`~lit_lm.data.finetuning.MultipleChoiceCollator`.
+    items are collated by :class:`~lit_lm.data.finetuning.encoding.MultipleChoiceCollator`.
 
     Args:
         encoded: ``n * num_choices`` formatted sequences.
@@ -345,8 +352,8 @@ class MultipleChoiceDataModule(TaskDataModule):
     and ``num_choices`` are read on first use; reading and tokenizing the splits happen once, in :meth:`setup`.
 
     Args:
-        train_files: Training files (see :mod:`lit_lm.data.multiple_choice` for formats). None: the built-in
-            generated dataset (:func:`lit_lm.data.builtin_tasks.builtin_multiple_choice`).
+        train_files: Training files (see :mod:`lit_lm.data.finetuning.multiple_choice` for formats). None: the built-in
+            generated dataset (:func:`lit_lm.data.finetuning.builtin.builtin_multiple_choice`).
         val_files: Validation files. None: the built-in validation split when ``train_files`` is None, else a
             seeded random ``val_fraction`` of the training examples.
         test_files: Test files (also used by ``predict``). None: the built-in test split when ``train_files``
@@ -368,7 +375,8 @@ class MultipleChoiceDataModule(TaskDataModule):
         lowercase: Lowercase the text: when training a tokenizer (unset: WordPiece yes, as BERT; byte-level BPE no,
             and it refuses True: it would not be lossless) or loading a ``vocab.txt`` (unset: yes).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` (BERT) or ``bpe`` (byte-level, lossless:
-            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.tokenizer`). Ignored when ``tokenizer`` is given.
+            ``decode(encode(text)) == text``; see :mod:`lit_lm.data.core.tokenizer`). Ignored when ``tokenizer`` is
+            given.
         cache_dir: Where trained task tokenizers are cached.
         dataset: Deprecated name of ``reader`` (configs written before lit_lm 0.2).
         extra_train_files: More training files, added to the training split only: the validation hold-out

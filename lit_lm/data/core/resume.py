@@ -1,5 +1,5 @@
 """Resuming in the middle of an epoch: the DataModule half that records and restores where training stands in the
-data (the samplers that skip what was consumed are in :mod:`lit_lm.data.samplers`), and the loader settings every
+data (the samplers that skip what was consumed are in :mod:`lit_lm.data.core.samplers`), and the loader settings every
 lit_lm DataModule shares.
 
 The DataModule's ``state_dict`` (which Lightning stores in every checkpoint) records the epoch and how many training
@@ -18,8 +18,8 @@ from typing import Any
 
 import lightning as L
 
-from lit_lm.data.samplers import ResumableSampler
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.samplers import ResumableSampler
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from lit_lm.config import IGNORE_INDEX
-from lit_lm.data.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.errors import DataError
 
 __all__ = ["MLMCollator", "check_replacement_ratios"]
