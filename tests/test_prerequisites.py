@@ -157,8 +157,8 @@ def _configs_tested_with_best() -> list[Path]:
 
 
 def test_every_config_told_to_test_best_writes_best_ckpt():
-    """Their fit runs get lit_lm's ModelCheckpoint(monitor="val/loss", filename="best") (no checkpoint callback of
-    their own), validate at least once and log val/loss (every fine-tuning task does); the end-to-end case below."""
+    """Their fit runs get lit_lm's ModelCheckpoint(filename="best", monitor: the main metric, else val/loss; no
+    checkpoint callback of their own), validate at least once and log that score; the end-to-end case below."""
     told = _configs_tested_with_best()
     fine_tuning = [p for p in CONFIGS if yaml.safe_load(p.read_text())["model"]["class_path"] in FINE_TUNING_TASKS]
     assert ROOT / "experiments/cpu/snli_from_gpt.yaml" in told and len(told) >= 9
@@ -171,7 +171,7 @@ def test_every_config_told_to_test_best_writes_best_ckpt():
         interval = trainer.get("val_check_interval")
         max_steps = trainer.get("max_steps", -1)
         if isinstance(interval, int) and max_steps and max_steps > 0:
-            assert interval <= max_steps, path  # a validation, so a val/loss to choose the best by
+            assert interval <= max_steps, path  # a validation, so a score to choose the best by
         elif trainer.get("check_val_every_n_epoch", 1) is None:
             pytest.fail(f"{path}: validates neither by steps nor by epochs")
 
