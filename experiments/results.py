@@ -344,7 +344,7 @@ def table(records: list[dict] | None = None) -> str:
             extra = [r[tag] for r in runs if tag in r]
             if extra:
                 shown += f", {tag} {statistics.mean(extra):.3f}" if tag.endswith(("loss", "bpc")) else \
-                    f", {tag} {summary(extra, '%')}"  # fmt: skip
+                    f", {tag} {summary(extra, '%' if tag.endswith('acc') else 'x100')}"  # fmt: skip
         gap = paired_gap(exp, by_name) if exp.beats else []
         gap_text = ""
         if gap:
