@@ -7,6 +7,7 @@ from lit_lm.model.heads import (
     MLMHead,
     MultipleChoiceHead,
     NSPHead,
+    SpanHead,
     gather_positions,
 )
 from lit_lm.model.transformer import Block, Decoder, Embeddings, Encoder, Transformer, build_backbone
@@ -14,6 +15,7 @@ from lit_lm.model.transformer import Block, Decoder, Embeddings, Encoder, Transf
 __all__ = [
     "Block",
     "ClassificationHead",
+    "SpanHead",
     "Decoder",
     "Embeddings",
     "Encoder",

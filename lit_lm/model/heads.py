@@ -5,6 +5,7 @@
 - :class:`NSPHead`: next-sentence prediction on the backbone's pooled output (tanh pooler on the first token).
 - :class:`ClassificationHead`: classifier on the hidden state at a chosen position (``[EXTRACT]`` or ``[CLS]``).
 - :class:`MultipleChoiceHead`: one score per choice sequence, reshaped to (B, n_choices).
+- :class:`SpanHead`: start and end logits per token (extractive QA; Hugging Face's ``qa_outputs``).
 
 :func:`linear_cross_entropy` is the loss of the vocabulary-sized heads: the output projection and the cross-entropy
 fused and computed in row chunks, so the ``(N, vocab)`` logits never exist whole (see its docstring).
@@ -266,3 +267,19 @@ class MultipleChoiceHead(nn.Module):
     def forward(self, features: torch.Tensor, n_choices: int) -> torch.Tensor:
         """features: (B * n_choices, C), choices of one example adjacent -> (B, n_choices) scores."""
         return self.scorer(features).view(-1, n_choices)
+
+
+class SpanHead(nn.Module):
+    """Extractive QA: a linear layer giving each token a start and an end logit (``qa_outputs`` of Hugging Face's
+    ``*ForQuestionAnswering``, so the weights carry over as they are)."""
+
+    def __init__(self, n_embd: int, initializer_range: float = 0.02) -> None:
+        super().__init__()
+        self.qa_outputs = nn.Linear(n_embd, 2)
+        nn.init.normal_(self.qa_outputs.weight, std=initializer_range)
+        nn.init.zeros_(self.qa_outputs.bias)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, C) -> start and end logits, each (B, T)."""
+        start, end = self.qa_outputs(hidden).unbind(-1)
+        return start, end
