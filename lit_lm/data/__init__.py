@@ -31,8 +31,10 @@ from lit_lm.data.finetuning.multiple_choice import (
     read_story_cloze,
 )
 from lit_lm.data.finetuning.nli import NLIDataModule, read_nli
+from lit_lm.data.finetuning.question_answering import QuestionAnsweringDataModule
 from lit_lm.data.finetuning.registry import TASKS, TaskSpec
 from lit_lm.data.finetuning.sentence_pair import SentencePairDataModule
+from lit_lm.data.finetuning.squad import QAExample, builtin_question_answering, read_squad
 from lit_lm.data.finetuning.tables import read_labelled
 from lit_lm.data.finetuning.text_classification import TextClassificationDataModule
 from lit_lm.data.pretraining.builtin import builtin_corpus
@@ -46,6 +48,10 @@ from lit_lm.errors import DataError
 
 __all__ = [
     "TASKS",
+    "QAExample",
+    "QuestionAnsweringDataModule",
+    "builtin_question_answering",
+    "read_squad",
     "CausalLMDataModule",
     "ClassificationCollator",
     "SentencePairDataModule",

@@ -4,5 +4,6 @@ from lit_lm.tasks.base import LMTask
 from lit_lm.tasks.causal_lm import CausalLM
 from lit_lm.tasks.classification import MultipleChoice, SequenceClassification
 from lit_lm.tasks.masked_lm import MaskedLM
+from lit_lm.tasks.question_answering import QuestionAnswering
 
-__all__ = ["CausalLM", "LMTask", "MaskedLM", "MultipleChoice", "SequenceClassification"]
+__all__ = ["CausalLM", "LMTask", "MaskedLM", "MultipleChoice", "QuestionAnswering", "SequenceClassification"]
