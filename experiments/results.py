@@ -132,6 +132,13 @@ EXPERIMENTS = [
     Experiment("mrpc_minilm", "MRPC (test), all-MiniLM-L6-v2 imported: F1 of 'paraphrase' x 100 (all-yes: 79.9)",
                family="bert", init="imported", task="mrpc", reference="BERT-base: 88.9 F1 (GLUE test)",
                at_least=0.80, extra=("test/acc",), **{**_FT, "metric": "test/f1", "unit": "x100"}),
+    Experiment("squad_minilm", "SQuAD v1.1 (the dev file's last 8 articles; trained on its first 40), "
+               "all-MiniLM-L6-v2 imported: F1 x 100", family="bert", init="imported", task="squad",
+               reference="BERT-base: 88.5 F1 (all of dev, trained on train)", at_least=0.50,
+               extra=("test/exact_match",), **{**_FT, "metric": "test/f1", "unit": "x100"}),
+    Experiment("conll_minilm", "CoNLL-2003 NER (eng.testa), all-MiniLM-L6-v2 imported: entity F1 x 100",
+               family="bert", init="imported", task="conll2003", reference="BERT-base: 96.4 F1 (eng.testa)",
+               at_least=0.75, extra=("test/precision", "test/recall"), **{**_FT, "metric": "test/f1", "unit": "x100"}),
 ]  # fmt: skip
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 assert all(e.beats in BY_NAME for e in EXPERIMENTS if e.beats), "a target names an unknown experiment"

@@ -15,6 +15,14 @@ from lit_lm.data.finetuning.builtin import (
     builtin_similarity,
     builtin_text_classification,
 )
+from lit_lm.data.finetuning.conll import (
+    TaggedSentence,
+    builtin_token_classification,
+    iob1_to_bio2,
+    read_conll,
+    read_tagged,
+    write_conll,
+)
 from lit_lm.data.finetuning.encoding import ClassificationCollator, MultipleChoiceCollator, NLICollator
 from lit_lm.data.finetuning.examples import (
     NLI_LABELS,
@@ -37,6 +45,7 @@ from lit_lm.data.finetuning.sentence_pair import SentencePairDataModule
 from lit_lm.data.finetuning.squad import QAExample, builtin_question_answering, read_squad
 from lit_lm.data.finetuning.tables import read_labelled
 from lit_lm.data.finetuning.text_classification import TextClassificationDataModule
+from lit_lm.data.finetuning.token_classification import TokenClassificationCollator, TokenClassificationDataModule
 from lit_lm.data.pretraining.builtin import builtin_corpus
 from lit_lm.data.pretraining.causal_lm import CausalLMDataModule
 from lit_lm.data.pretraining.corpus import PreparedCorpus, prepare_corpus
@@ -48,6 +57,14 @@ from lit_lm.errors import DataError
 
 __all__ = [
     "TASKS",
+    "TaggedSentence",
+    "TokenClassificationCollator",
+    "TokenClassificationDataModule",
+    "builtin_token_classification",
+    "iob1_to_bio2",
+    "read_conll",
+    "read_tagged",
+    "write_conll",
     "QAExample",
     "QuestionAnsweringDataModule",
     "builtin_question_answering",
