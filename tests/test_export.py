@@ -62,7 +62,7 @@ def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretr
 
 
 def test_export_names_what_has_no_hugging_face_equivalent(pretrained, tmp_path, capsys):
-    ckpt = read_checkpoint(pretrained["gpt"])
+    ckpt = read_checkpoint(pretrained["bert"])
     ckpt["lit_lm"]["config"]["norm_position"] = "pre"
     pre_ln = tmp_path / "pre_ln.ckpt"
     torch.save(ckpt, pre_ln)
@@ -72,3 +72,31 @@ def test_export_names_what_has_no_hugging_face_equivalent(pretrained, tmp_path, 
     err = capsys.readouterr().err
     assert "pre_ln.ckpt: cannot be exported to Hugging Face" in err and "norm_position" in err
     assert "Traceback" not in err
+
+
+def test_pre_layernorm_decoder_exports_as_gpt2_with_the_same_logits_and_comes_back(tmp_path, cache, capsys):
+    """Every GPT config of experiments/cpu trains pre-LN: it leaves as GPT2LMHeadModel (Conv1D weights, ln_f,
+    n_inner, the tanh GELU as gelu_new) computing the same logits, and `init_from` reads it back bit for bit."""
+    from cli_helpers import cli, fast_args
+
+    root = tmp_path / "run"
+    cli("fit", "--config", "experiments/quickstart/gpt_pretrain.yaml",
+        *fast_args(root, cache, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                   "--model.config", '{"norm_position": "pre", "intermediate_size": 200}'))  # fmt: skip
+    ckpt, out = root / "checkpoints" / "last.ckpt", tmp_path / "hf"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(ckpt), "--out", str(out)])
+    assert exit_info.value.code == 0
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert type(model).__name__ == "GPT2LMHeadModel" and model.config.n_inner == 200
+    task = CausalLM.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    ids = torch.tensor([Tokenizer.from_file(ckpt).encode(TEXT * 3)])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, task.lm_head(task.backbone(ids)), rtol=1e-4, atol=1e-4)
+    back = load_pretrained(out)
+    saved = read_checkpoint(ckpt)["state_dict"]
+    assert back.config.norm_position == "pre" and back.config.intermediate_size == 200
+    backbone = {k: v for k, v in saved.items() if k.startswith("backbone.")}
+    assert set(backbone) == {k for k in back.state_dict if k.startswith("backbone.")}
+    for key, value in backbone.items():
+        torch.testing.assert_close(back.state_dict[key], value, rtol=0, atol=0)

@@ -1,8 +1,9 @@
 """Move weights between lit_lm and Hugging Face checkpoints, both ways.
 
 Supported: BERT (``BertModel``, ``BertForPreTraining``, ``BertForMaskedLM`` directories; with or without the
-``bert.`` prefix, as sentence-transformers ships them) and OpenAI GPT (``OpenAIGPTModel``,
-``OpenAIGPTLMHeadModel``). A checkpoint directory holds ``config.json`` and ``model.safetensors`` (or a sharded
+``bert.`` prefix, as sentence-transformers ships them), OpenAI GPT (``OpenAIGPTModel``, ``OpenAIGPTLMHeadModel``)
+and GPT-2 (``GPT2Model``, ``GPT2LMHeadModel``: lit_lm's pre-LayerNorm decoder, :mod:`lit_lm.model.hf_gpt2`).
+A checkpoint directory holds ``config.json`` and ``model.safetensors`` (or a sharded
 ``model.safetensors.index.json``, or ``pytorch_model.bin``).
 
 lit_lm state dicts use one naming for every objective, so a converted checkpoint loads straight into a task::
@@ -24,6 +25,7 @@ import torch
 
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
+from lit_lm.model.hf_gpt2 import config_from_gpt2, gpt2_config, gpt2_names
 from lit_lm.model.transformer import Transformer, build_backbone
 from lit_lm.serialization import load_torch_file
 
@@ -115,17 +117,22 @@ def config_from_hf(hf: Mapping, **overrides) -> tuple[TransformerConfig, str]:
             initializer_range=hf.get("initializer_range", 0.02),
         )
         family = "gpt"
+    elif model_type == "gpt2":
+        fields, family = config_from_gpt2(hf), "gpt"
     else:
-        raise CheckpointError(f"unsupported model_type {model_type!r}; lit_lm reads 'bert' and 'openai-gpt'")
+        raise CheckpointError(f"unsupported model_type {model_type!r}; lit_lm reads 'bert', 'openai-gpt' and 'gpt2'")
     return TransformerConfig(name=f"hf-{model_type}", **{**fields, **overrides}), family
 
 
 def config_to_hf(config: TransformerConfig) -> dict:
-    """The Hugging Face ``config.json`` dict for a lit_lm config (BertForPreTraining / OpenAIGPTLMHeadModel)."""
+    """The Hugging Face ``config.json`` dict for a lit_lm config (BertForPreTraining / OpenAIGPTLMHeadModel, or
+    GPT2LMHeadModel for a pre-LayerNorm decoder)."""
+    if config.causal and config.norm_position == "pre":
+        return gpt2_config(config)
     if config.norm_position != "post":
         raise CheckpointError(
-            f"norm_position={config.norm_position!r} has no Hugging Face BERT / OpenAI GPT equivalent (both put "
-            "LayerNorm after each sublayer, norm_position='post')"
+            f"norm_position={config.norm_position!r}: exporting a pre-LayerNorm encoder is not supported yet ("
+            "Hugging Face BERT puts LayerNorm after each sublayer, 'post'; pre-LN decoders export as GPT-2)"
         )
     if not config.tie_word_embeddings:
         raise CheckpointError("Hugging Face BERT / OpenAI GPT tie the output projection to the token embedding")
@@ -309,7 +316,9 @@ def hf_to_lit(
                 out["mlm_head.decoder.weight"] = out["backbone.embeddings.wte.weight"]
     elif family == "gpt":
         prefix = "transformer." if any(k.startswith("transformer.") for k in sd) else ""
-        for ours, theirs, transposed in _gpt_names(config):
+        names = gpt2_names(config) if config.norm_position == "pre" else _gpt_names(config)
+        embed = prefix + ("wte.weight" if config.norm_position == "pre" else "tokens_embed.weight")
+        for ours, theirs, transposed in names:
             t = take(prefix + theirs)
             if t is None:
                 missing.append(prefix + theirs)
@@ -320,7 +329,7 @@ def hf_to_lit(
             heads.append("lm")
             out["lm_head.decoder.weight"] = out["backbone.embeddings.wte.weight"]
             if lm is not None and not torch.equal(lm, out["backbone.embeddings.wte.weight"]):
-                raise CheckpointError("lm_head.weight is not tied to tokens_embed.weight")
+                raise CheckpointError(f"lm_head.weight is not tied to {embed}")
     else:
         raise CheckpointError(f"unknown family {family!r}")
 
@@ -380,12 +389,14 @@ def lit_to_hf(sd: Mapping[str, torch.Tensor], config: TransformerConfig) -> dict
         if "cls.predictions.bias" in out:
             out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"]
     else:
-        for ours, theirs, transposed in _gpt_names(config):
+        gpt2 = config.norm_position == "pre"
+        for ours, theirs, transposed in gpt2_names(config) if gpt2 else _gpt_names(config):
             t = get("backbone." + ours)
             if t is not None:
                 out["transformer." + theirs] = t.t() if transposed else t
-        if "transformer.tokens_embed.weight" in out:
-            out["lm_head.weight"] = out["transformer.tokens_embed.weight"]
+        embed = "transformer.wte.weight" if gpt2 else "transformer.tokens_embed.weight"
+        if embed in out:
+            out["lm_head.weight"] = out[embed]
     if missing:
         raise CheckpointError(f"state dict lacks keys needed for export: {missing}")
     return {k: v.detach().contiguous() for k, v in out.items()}
