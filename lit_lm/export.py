@@ -6,8 +6,12 @@ the pretraining heads where the checkpoint has them), and the tokenizer the chec
 ``AutoTokenizer.from_pretrained(dir)``, ``AutoModel.from_pretrained(dir)`` and ``pipeline("fill-mask", dir)``
 (BERT) / ``pipeline("text-generation", dir)`` (GPT) work, and ``model.init_from: dir`` reads it back.
 
-A backbone that Hugging Face's BERT / OpenAI GPT cannot express (pre-LayerNorm, untied output projection, a GPT
-with embedding LayerNorm, ...) is refused with the setting named.
+A pre-LayerNorm decoder leaves as GPT-2 (:mod:`lit_lm.model.hf_gpt2`). A fine-tuned model leaves as the
+``*For<Task>`` class of its head (:mod:`lit_lm.model.hf_heads`: sequence classification and regression with
+``id2label``/``problem_type``, multiple choice, question answering, token classification), its decoder tokenizer with
+a post-processor that builds GPT-1's ``[CLS] A [DELIM] B [EXTRACT]``, so ``tokenizer(a, b)`` and the pipelines feed
+the model what it was fine-tuned on. What no ``transformers`` class computes identically (a pre-LayerNorm encoder,
+mean pooling, GPT-1's both-orderings similarity, an untied output projection, ...) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError
 from lit_lm.model.hf import config_to_hf, save_hf_checkpoint
+from lit_lm.model.hf_heads import find_head, head_export
 from lit_lm.serialization import lit_lm_metadata, read_checkpoint
 from lit_lm.tasks.pretrained import config_from_checkpoint
 
@@ -35,21 +41,66 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
     """
     ckpt = read_checkpoint(ckpt_path)
     config = config_from_checkpoint(ckpt, ckpt_path)
+    meta = lit_lm_metadata(ckpt, ckpt_path)
+    kind = find_head(ckpt["state_dict"])
+    head = None
     try:
         config_to_hf(config)
+        if kind is None:
+            heads = ("mlm_head.", "nsp_head.") if not config.causal else ()
+            state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("backbone.", *heads))}
+        else:
+            _check_layout(kind, config, meta.get("data") or {})
+            architecture, fields, state, tensors = head_export(kind, ckpt["state_dict"], ckpt.get(
+                "hyper_parameters") or {}, config)  # fmt: skip
+            if not any(k.startswith("backbone.pooler.") for k in state):
+                config = config.replace(pooler=False)
+            if config.causal:
+                fields["pad_token_id"] = _pad_id(meta.get("tokenizer"))
+            head = (architecture, fields, tensors)
     except CheckpointError as e:
         raise CheckpointError(f"{ckpt_path}: cannot be exported to Hugging Face: {e}") from None
-    heads = ("mlm_head.", "nsp_head.") if not config.causal else ()
-    state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("backbone.", *heads))}
-    directory = save_hf_checkpoint(out, config, state)
-    tokenizer_json = lit_lm_metadata(ckpt, ckpt_path).get("tokenizer")
+    directory = save_hf_checkpoint(out, config, state, head)
+    tokenizer_json = meta.get("tokenizer")
     if tokenizer_json:
-        _write_tokenizer(directory, tokenizer_json, config.n_positions, bert=not config.causal)
+        data = meta.get("data") or {}
+        decoder_task = config.causal and kind is not None
+        _write_tokenizer(directory, tokenizer_json, config.n_positions, bert=not config.causal,
+                         decoder_task_start=bool(data.get("start_token", True)) if decoder_task else None)  # fmt: skip
     return directory
 
 
-def _write_tokenizer(directory: Path, tokenizer_json: str, max_length: int, bert: bool) -> None:
+def _check_layout(kind: str, config: TransformerConfig, data: dict) -> None:
+    """Refuse a fine-tuned model whose inputs were laid out in a way the ``transformers`` class does not read."""
+    if data.get("views") not in (None, 1):
+        raise CheckpointError(
+            f"the model was fine-tuned on {data['views']} views of each example (GPT-1's both orderings of a pair, "
+            "their states added); a transformers *ForSequenceClassification reads one sequence"
+        )
+    if config.causal and data.get("format") == "encoder":
+        raise CheckpointError("a decoder fine-tuned on the encoder format has no transformers equivalent")
+
+
+def _pad_id(tokenizer_json: str | None) -> int:
+    """The ``[PAD]`` id (GPT *ForSequenceClassification finds each sequence's last token by it)."""
+    vocab = (json.loads(tokenizer_json or "{}").get("model") or {}).get("vocab") or {}
+    added = {t["content"]: t["id"] for t in json.loads(tokenizer_json or "{}").get("added_tokens", [])}
+    pad = added.get("[PAD]", vocab.get("[PAD]") if isinstance(vocab, dict) else None)
+    if pad is None:
+        raise CheckpointError("the tokenizer has no [PAD] token, which a GPT *ForSequenceClassification needs")
+    return int(pad)
+
+
+def _write_tokenizer(
+    directory: Path, tokenizer_json: str, max_length: int, bert: bool, decoder_task_start: bool | None = None
+) -> None:
+    """The tokenizer files; for a fine-tuned decoder (``decoder_task_start`` set: whether sequences begin with
+    ``[CLS]``), a post-processor that builds GPT-1's ``[CLS]? A [DELIM] B [EXTRACT]``, so ``tokenizer(a, b)`` makes
+    the input the model was fine-tuned on."""
     spec = json.loads(tokenizer_json)
+    if decoder_task_start is not None:
+        spec["post_processor"] = _decoder_template(spec, decoder_task_start)
+        tokenizer_json = json.dumps(spec, ensure_ascii=False)
     model = spec.get("model") or {}
     normalizer = spec.get("normalizer") or {}
     lowercase = bool(normalizer.get("lowercase", False))
@@ -65,3 +116,19 @@ def _write_tokenizer(directory: Path, tokenizer_json: str, max_length: int, bert
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (directory / "special_tokens_map.json").write_text(json.dumps(_SPECIAL, indent=2) + "\n")
+
+
+def _decoder_template(spec: dict, start: bool) -> dict:
+    ids = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    missing = [t for t in ("[CLS]", "[DELIM]", "[EXTRACT]") if t not in ids]
+    if missing:
+        raise CheckpointError(f"the tokenizer lacks {missing}, which the GPT-1 task format needs")
+    head = [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}] if start else []
+    seq = lambda s: {"Sequence": {"id": s, "type_id": 0}}  # noqa: E731
+    special = lambda t: {"SpecialToken": {"id": t, "type_id": 0}}  # noqa: E731
+    return {
+        "type": "TemplateProcessing",
+        "single": head + [seq("A"), special("[EXTRACT]")],
+        "pair": head + [seq("A"), special("[DELIM]"), seq("B"), special("[EXTRACT]")],
+        "special_tokens": {t: {"id": t, "ids": [ids[t]], "tokens": [t]} for t in ("[CLS]", "[DELIM]", "[EXTRACT]")},
+    }

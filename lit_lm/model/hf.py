@@ -470,16 +470,26 @@ def load_hf_checkpoint(path: str | Path, **config_overrides) -> HFCheckpoint:
 
 
 def save_hf_checkpoint(
-    out_dir: str | Path, config: TransformerConfig, state_dict: Mapping[str, torch.Tensor]
+    out_dir: str | Path,
+    config: TransformerConfig,
+    state_dict: Mapping[str, torch.Tensor],
+    head: tuple[str, dict, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads with ``from_pretrained``.
 
-    ``state_dict`` uses lit_lm keys (``backbone.*`` and optionally ``mlm_head.*``, ``nsp_head.*``).
+    ``state_dict`` uses lit_lm keys (``backbone.*`` and optionally ``mlm_head.*``, ``nsp_head.*``). ``head``: a
+    fine-tuned head as (architecture, config.json fields, tensors in Hugging Face keys), from
+    :func:`lit_lm.model.hf_heads.head_export`.
     """
     from safetensors.torch import save_file
 
     hf_config = config_to_hf(config)
     hf_sd = lit_to_hf(state_dict, config)
+    if head is not None:
+        architecture, fields, tensors = head
+        hf_config.update(architectures=[architecture], **{k: v for k, v in fields.items() if v is not None})
+        hf_sd = {k: v for k, v in hf_sd.items() if k != "lm_head.weight"}
+        hf_sd.update({k: v.detach().contiguous() for k, v in tensors.items()})
     # safetensors stores each tensor once; drop the tied aliases, transformers re-ties them on load.
     for alias in ("cls.predictions.decoder.weight", "lm_head.weight"):
         hf_sd.pop(alias, None)

@@ -260,12 +260,16 @@ class LMTask(L.LightningModule):
                                   str(getattr(trainer, "ckpt_path", None) or "the checkpoint"))  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        tokenizer = getattr(getattr(attached_trainer(self), "datamodule", None), "tokenizer", None)
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
+        tokenizer = getattr(datamodule, "tokenizer", None)
         tok_json = tokenizer.hf.to_str() if hasattr(tokenizer, "hf") else self._tokenizer_json
         checkpoint[LIT_LM_KEY] = {
             "version": __version__,
             "config": self.backbone_config.to_dict(),
             "tokenizer": tok_json,
+            # how the data was laid out, for an export that must reproduce it (None: not known)
+            "data": {"format": getattr(datamodule, "format", None), "views": getattr(datamodule, "views", None),
+                     "start_token": getattr(datamodule, "start_token", None)},
         }
 
     # ------------------------------------------------------------------------------------ optimisation

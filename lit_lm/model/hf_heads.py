@@ -1,0 +1,111 @@
+"""Fine-tuned heads as the Hugging Face ``*For<Task>`` classes a user loads: what each lit_lm head becomes, and
+where a head reads something no ``transformers`` class reproduces (then the export is refused, never approximated).
+
+====================  ==========================================  ==============================================
+lit_lm task (keys)    BERT (encoder)                              GPT (decoder: GPT-2 if pre-LN, else OpenAI GPT)
+====================  ==========================================  ==============================================
+SequenceClass.        ``BertForSequenceClassification``: the      ``GPT2ForSequenceClassification`` /
+(``classifier.*``)    pooler + dropout + ``classifier`` (pooling  ``OpenAIGPTForSequenceClassification``: ``score``
+                      ``pooler`` only)                            on the last non-padding token (``[EXTRACT]``)
+MultipleChoice        ``BertForMultipleChoice``                   refused (no such class)
+QuestionAnswering     ``BertForQuestionAnswering`` (``qa_outputs``)  refused (no such class for these decoders)
+TokenClassification   ``BertForTokenClassification``              refused (GPT-2's reads the token itself: allowed)
+====================  ==========================================  ==============================================
+
+GPT's ``score`` layer has no bias, lit_lm's classifier has one: the bias is moved into the final LayerNorm's bias
+(``ln_f`` of GPT-2, the last block's ``ln_2`` of OpenAI GPT; nothing else reads them in a ``*ForSequence
+Classification``): with ``W`` the classifier weight, ``beta' = beta + W^T (W W^T)^-1 b`` gives ``W h' = W h + b``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from lit_lm.config import TransformerConfig
+from lit_lm.errors import CheckpointError
+
+__all__ = ["HEAD_KINDS", "find_head", "head_export"]
+
+#: lit_lm's fine-tuning heads by the state-dict key that marks them.
+HEAD_KINDS = {
+    "classifier.classifier.weight": "sequence_classification",
+    "scorer.scorer.classifier.weight": "multiple_choice",
+    "span_head.qa_outputs.weight": "question_answering",
+    "token_classifier.classifier.weight": "token_classification",
+}
+
+
+def find_head(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The fine-tuning head a checkpoint's state dict holds (None for a pretraining checkpoint)."""
+    return next((kind for key, kind in HEAD_KINDS.items() if key in state), None)
+
+
+def _labels(hparams: Mapping[str, Any], n: int) -> dict[str, Any]:
+    names = hparams.get("label_names") or [f"LABEL_{i}" for i in range(n)]
+    if len(names) != n:
+        raise CheckpointError(f"the classifier has {n} outputs but label_names lists {len(names)}")
+    return {"id2label": {str(i): name for i, name in enumerate(names)}, "label2id": {name: i for i, name in
+            enumerate(names)}}  # fmt: skip
+
+
+def _fold_bias(state: dict[str, torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, ln_bias_key: str) -> None:
+    """Move a classifier's bias into the LayerNorm bias the classifier reads (see the module docstring)."""
+    w = weight.double()
+    try:
+        shift = w.T @ torch.linalg.solve(w @ w.T, bias.double())
+    except RuntimeError:  # W W^T singular: the classes' weight rows are linearly dependent
+        raise CheckpointError("the classifier's weight rows are linearly dependent: its bias cannot be moved "
+                              "into the final LayerNorm, and the transformers class has no bias") from None  # fmt: skip
+    state[ln_bias_key] = (state[ln_bias_key].double() + shift).to(state[ln_bias_key].dtype)
+
+
+def head_export(
+    kind: str, state: Mapping[str, torch.Tensor], hparams: Mapping[str, Any], config: TransformerConfig
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(architecture, config.json fields, backbone state to export in lit_lm keys, head tensors in HF keys).
+
+    Raises :class:`CheckpointError` with one line naming what the ``transformers`` class cannot reproduce."""
+    backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    pooling = hparams.get("pooling")
+    if not config.causal:
+        if kind in ("sequence_classification", "multiple_choice"):
+            if pooling not in (None, "pooler") or not config.pooler:
+                raise CheckpointError(
+                    f"pooling={pooling or 'token'!r}: BERT's *ForSequenceClassification / *ForMultipleChoice read the "
+                    "pooler (tanh dense on [CLS]); a head trained on another pooling would predict differently"
+                )
+        else:  # the token-level heads read no pooler
+            backbone = {k: v for k, v in backbone.items() if not k.startswith("backbone.pooler.")}
+        if kind == "sequence_classification":
+            w, b = state["classifier.classifier.weight"], state["classifier.classifier.bias"]
+            fields = {"problem_type": hparams.get("problem_type") or "single_label_classification",
+                      "classifier_dropout": hparams.get("classifier_dropout"), **_labels(hparams, w.size(0))}
+            return "BertForSequenceClassification", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+        if kind == "multiple_choice":
+            w, b = state["scorer.scorer.classifier.weight"], state["scorer.scorer.classifier.bias"]
+            fields = {"classifier_dropout": hparams.get("classifier_dropout")}
+            return "BertForMultipleChoice", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+        if kind == "question_answering":
+            tensors = {"qa_outputs.weight": state["span_head.qa_outputs.weight"],
+                       "qa_outputs.bias": state["span_head.qa_outputs.bias"]}  # fmt: skip
+            return "BertForQuestionAnswering", {}, backbone, tensors
+        w, b = state["token_classifier.classifier.weight"], state["token_classifier.classifier.bias"]
+        fields = {"classifier_dropout": hparams.get("classifier_dropout"), **_labels(hparams, w.size(0))}
+        return "BertForTokenClassification", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+
+    gpt2 = config.norm_position == "pre"
+    name = "GPT2" if gpt2 else "OpenAIGPT"
+    if kind != "sequence_classification":
+        raise CheckpointError(f"a decoder's {kind.replace('_', ' ')} head has no {name}For... class that computes it")
+    if pooling not in (None, "token"):
+        raise CheckpointError(f"pooling={pooling!r}: {name}ForSequenceClassification reads the last token's state")
+    w, b = state["classifier.classifier.weight"], state["classifier.classifier.bias"]
+    ln = "backbone.ln_f.bias" if gpt2 else f"backbone.h.{config.n_layer - 1}.ln_2.bias"
+    backbone = dict(backbone)
+    _fold_bias(backbone, w, b, ln)
+    fields = {"problem_type": hparams.get("problem_type") or "single_label_classification",
+              **_labels(hparams, w.size(0))}  # fmt: skip
+    return f"{name}ForSequenceClassification", fields, backbone, {"score.weight": w}
