@@ -3,6 +3,7 @@ entity-level precision, recall and F1 as ``conlleval`` computes them (via seqeva
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -270,5 +271,26 @@ class TokenClassification(_FineTune):
         starts = batch["word_starts"].bool().cpu()
         names = self.hparams.get("label_names") or [str(i) for i in range(self.hparams.num_labels)]
         tags = [[names[int(p)] for p in row[mask]] for row, mask in zip(preds, starts, strict=True)]
-        return {"tags": tags, "sentence_index": batch["sentence_index"].cpu(),
-                "window_index": batch["window_index"].cpu()}  # fmt: skip
+        out = {"tags": tags, "sentence_index": batch["sentence_index"].cpu(),
+               "window_index": batch["window_index"].cpu()}  # fmt: skip
+        if hasattr(self, "_predicted"):
+            self._predicted.append(out)
+        return out
+
+    def on_predict_epoch_start(self) -> None:
+        self._predicted: list[dict[str, Any]] = []
+
+    def on_predict_epoch_end(self) -> None:
+        """Write the predicted tags as ``word gold predicted`` lines (``predictions.conll`` in the run's log
+        directory), which ``conlleval`` scores (one process; under DDP each rank saw a part)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "write_predictions") or self.trainer.world_size > 1 or not self._predicted:
+            return
+        loaders = self.trainer.predict_dataloaders
+        loader = loaders[0] if isinstance(loaders, list) and len(loaders) == 1 else loaders
+        if getattr(loader, "dataset", None) is not datamodule.datasets.get("test"):
+            return  # predictions on other data than the DataModule's test split: the caller has them
+        path = Path(self.trainer.log_dir or ".") / "predictions.conll"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        datamodule.write_predictions(str(path), self._predicted)
+        print(f"lit_lm: wrote the predicted tags of {len(datamodule.examples('test'))} sentences to {path}", flush=True)

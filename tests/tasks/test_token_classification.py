@@ -119,7 +119,7 @@ def _trainer(steps: int = 3, **kwargs) -> L.Trainer:
 def test_a_tiny_model_fits_the_builtin_set_and_predicts_one_tag_per_word(tmp_path, tok_path, cache, preset, format):
     dm = TokenClassificationDataModule(tokenizer=tok_path, format=format, batch_size=32, cache_dir=str(cache))
     model = TokenClassification(preset=preset, config=SMALL, learning_rate=1e-3)
-    trainer = _trainer()
+    trainer = _trainer(default_root_dir=tmp_path)
     trainer.fit(model, dm)
     metrics = trainer.callback_metrics
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/precision", "val/recall"} <= set(metrics)
@@ -142,6 +142,9 @@ def test_a_tiny_model_fits_the_builtin_set_and_predicts_one_tag_per_word(tmp_pat
     model.eval()
     with torch.no_grad():
         assert loaded.predict_step(batch, 0)["tags"] == model.predict_step(batch, 0)["tags"]
+    trainer.predict(model, datamodule=dm)  # the test split: `predict` writes word gold predicted for conlleval
+    written = read_conll(tmp_path / "predictions.conll", "bio2", tag_column=1).examples
+    assert [(s.words, s.tags) for s in written] == [(s.words, s.tags) for s in dm.examples("test")]
 
 
 def test_cli_fits_a_conll_excerpt_and_keeps_the_best_val_f1(tmp_path, cache):
