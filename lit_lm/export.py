@@ -45,7 +45,7 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
     kind = find_head(ckpt["state_dict"])
     head = None
     try:
-        config_to_hf(config)
+        config_to_hf(config)  # refuses what no transformers class computes
         if kind is None:
             heads = ("mlm_head.", "nsp_head.") if not config.causal else ()
             state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("backbone.", *heads))}
@@ -60,7 +60,8 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
             head = (architecture, fields, tensors)
     except CheckpointError as e:
         raise CheckpointError(f"{ckpt_path}: cannot be exported to Hugging Face: {e}") from None
-    directory = save_hf_checkpoint(out, config, state, head)
+    pad_id = _pad_id(meta.get("tokenizer")) if meta.get("tokenizer") else 0
+    directory = save_hf_checkpoint(out, config, state, head, pad_token_id=pad_id)
     tokenizer_json = meta.get("tokenizer")
     if tokenizer_json:
         data = meta.get("data") or {}

@@ -8,6 +8,7 @@ import torch
 
 from lit_lm.cli import main
 from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.export import export_checkpoint
 from lit_lm.serialization import read_checkpoint
 from lit_lm.tasks import CausalLM, MaskedLM
 from lit_lm.tasks.pretrained import load_pretrained
@@ -63,14 +64,14 @@ def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretr
 
 def test_export_names_what_has_no_hugging_face_equivalent(pretrained, tmp_path, capsys):
     ckpt = read_checkpoint(pretrained["bert"])
-    ckpt["lit_lm"]["config"]["norm_position"] = "pre"
-    pre_ln = tmp_path / "pre_ln.ckpt"
-    torch.save(ckpt, pre_ln)
+    ckpt["lit_lm"]["config"]["tie_word_embeddings"] = False
+    untied = tmp_path / "untied.ckpt"
+    torch.save(ckpt, untied)
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", "--ckpt_path", str(pre_ln), "--out", str(tmp_path / "hf")])
+        main(["export", "--ckpt_path", str(untied), "--out", str(tmp_path / "hf")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "pre_ln.ckpt: cannot be exported to Hugging Face" in err and "norm_position" in err
+    assert "untied.ckpt: cannot be exported to Hugging Face" in err and "tie" in err
     assert "Traceback" not in err
 
 
@@ -100,3 +101,35 @@ def test_pre_layernorm_decoder_exports_as_gpt2_with_the_same_logits_and_comes_ba
     assert set(backbone) == {k for k in back.state_dict if k.startswith("backbone.")}
     for key, value in backbone.items():
         torch.testing.assert_close(back.state_dict[key], value, rtol=0, atol=0)
+
+
+def test_pre_layernorm_encoder_exports_as_roberta_prelayernorm(tmp_path, cache):
+    """The pre-LN BERT of experiments/cpu leaves as RobertaPreLayerNormForMaskedLM: the same logits on a padded
+    batch (RoBERTa numbers positions from pad + 1: the table is shifted), and it comes back bit for bit."""
+    from cli_helpers import cli, fast_args
+
+    root = tmp_path / "run"
+    cli("fit", "--config", "experiments/quickstart/bert_pretrain.yaml",
+        *fast_args(root, cache, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                   "--model.config", '{"norm_position": "pre"}'))  # fmt: skip
+    ckpt, out = root / "checkpoints" / "last.ckpt", tmp_path / "hf"
+    export_checkpoint(str(ckpt), str(out))
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    assert type(model).__name__ == "RobertaPreLayerNormForMaskedLM"
+    tok = Tokenizer.from_file(ckpt)
+    ids = [tok.encode(TEXT, add_special_tokens=True), tok.encode("The dog.", add_special_tokens=True)]
+    batch = torch.full((2, len(ids[0])), tok.pad_id)
+    mask = torch.zeros_like(batch)
+    for i, seq in enumerate(ids):
+        batch[i, : len(seq)], mask[i, : len(seq)] = torch.tensor(seq), 1
+    task = MaskedLM.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    with torch.no_grad():
+        ours = task.mlm_head(task.backbone(batch, mask))
+        theirs = model(input_ids=batch, attention_mask=mask).logits
+        torch.testing.assert_close(theirs[mask.bool()], ours[mask.bool()], rtol=1e-4, atol=1e-4)
+    back = load_pretrained(out)
+    saved = read_checkpoint(ckpt)["state_dict"]
+    assert back.config.norm_position == "pre" and back.config.n_positions == task.backbone_config.n_positions
+    for key, value in saved.items():
+        if key.startswith(("backbone.", "mlm_head.")):
+            torch.testing.assert_close(back.state_dict[key], value, rtol=0, atol=0)

@@ -59,11 +59,14 @@ def _our_logits(model, dm, firsts, seconds) -> torch.Tensor:
         return model(batch)[0]
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "openai-gpt"])
+@pytest.mark.parametrize("family", ["bert", "roberta-preln", "gpt2", "openai-gpt"])
 def test_sequence_classification_predicts_the_same_through_the_pipeline(family, pretrained, tmp_path):
     if family == "bert":
         dm = NLIDataModule(tokenizer=str(pretrained["bert"]), format="encoder", batch_size=8, max_seq_length=64)
         model = SequenceClassification(init_from=str(pretrained["bert"]), learning_rate=1e-3)
+    elif family == "roberta-preln":  # a pre-LN encoder: RoBERTa-PreLayerNorm's classifier = lit_lm's pooler + head
+        dm = NLIDataModule(tokenizer=str(pretrained["bert"]), format="encoder", batch_size=8, max_seq_length=64)
+        model = SequenceClassification(preset="bert-tiny", config={**TINY, "norm_position": "pre"}, learning_rate=1e-3)
     else:
         dm = NLIDataModule(tokenizer=str(pretrained["gpt"]), format="decoder", batch_size=8, max_seq_length=64)
         norm = "pre" if family == "gpt2" else "post"
@@ -72,6 +75,7 @@ def test_sequence_classification_predicts_the_same_through_the_pipeline(family, 
     out = export_checkpoint(str(ckpt), str(tmp_path / "hf"))
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(out)
     expected = {"bert": "BertForSequenceClassification", "gpt2": "GPT2ForSequenceClassification",
+                "roberta-preln": "RobertaPreLayerNormForSequenceClassification",
                 "openai-gpt": "OpenAIGPTForSequenceClassification"}[family]  # fmt: skip
     assert type(hf).__name__ == expected and hf.config.id2label == dict(enumerate(dm.label_names))
     pairs = _pairs()

@@ -26,6 +26,12 @@ import torch
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model.hf_gpt2 import config_from_gpt2, gpt2_config, gpt2_names
+from lit_lm.model.hf_roberta_preln import (
+    config_from_roberta_preln,
+    lit_to_roberta,
+    roberta_preln_config,
+    roberta_to_lit,
+)
 from lit_lm.model.transformer import Transformer, build_backbone
 from lit_lm.serialization import load_torch_file
 
@@ -119,21 +125,22 @@ def config_from_hf(hf: Mapping, **overrides) -> tuple[TransformerConfig, str]:
         family = "gpt"
     elif model_type == "gpt2":
         fields, family = config_from_gpt2(hf), "gpt"
+    elif model_type == "roberta-prelayernorm":
+        fields, family = config_from_roberta_preln(hf), "bert"
     else:
-        raise CheckpointError(f"unsupported model_type {model_type!r}; lit_lm reads 'bert', 'openai-gpt' and 'gpt2'")
+        known = "bert, openai-gpt, gpt2, roberta-prelayernorm"
+        raise CheckpointError(f"unsupported model_type {model_type!r}; lit_lm reads {known}")
     return TransformerConfig(name=f"hf-{model_type}", **{**fields, **overrides}), family
 
 
-def config_to_hf(config: TransformerConfig) -> dict:
-    """The Hugging Face ``config.json`` dict for a lit_lm config (BertForPreTraining / OpenAIGPTLMHeadModel, or
-    GPT2LMHeadModel for a pre-LayerNorm decoder)."""
-    if config.causal and config.norm_position == "pre":
-        return gpt2_config(config)
+def config_to_hf(config: TransformerConfig, pad_token_id: int = 0) -> dict:
+    """The Hugging Face ``config.json`` dict for a lit_lm config: BertForPreTraining / OpenAIGPTLMHeadModel, and for
+    pre-LayerNorm backbones GPT2LMHeadModel / RobertaPreLayerNormForMaskedLM (which numbers positions from
+    ``pad_token_id + 1``)."""
+    if config.norm_position == "pre":
+        return gpt2_config(config) if config.causal else roberta_preln_config(config, pad_token_id)
     if config.norm_position != "post":
-        raise CheckpointError(
-            f"norm_position={config.norm_position!r}: exporting a pre-LayerNorm encoder is not supported yet ("
-            "Hugging Face BERT puts LayerNorm after each sublayer, 'post'; pre-LN decoders export as GPT-2)"
-        )
+        raise CheckpointError(f"norm_position={config.norm_position!r} has no Hugging Face equivalent")
     if not config.tie_word_embeddings:
         raise CheckpointError("Hugging Face BERT / OpenAI GPT tie the output projection to the token embedding")
     if not config.causal:
@@ -276,7 +283,9 @@ def hf_to_lit(
         return None
 
     heads: list[str] = []
-    if family == "bert":
+    if family == "bert" and config.norm_position == "pre":
+        out, heads, missing = roberta_to_lit(sd, config, take)
+    elif family == "bert":
         prefix = "bert." if any(k.startswith("bert.") for k in sd) else ""
         for ours, theirs in _bert_names(config):
             t = take(prefix + theirs)
@@ -356,9 +365,11 @@ def _check_shapes(sd: Mapping[str, torch.Tensor], config: TransformerConfig) -> 
         raise CheckpointError("shape mismatch between checkpoint and config: " + "; ".join(bad))
 
 
-def lit_to_hf(sd: Mapping[str, torch.Tensor], config: TransformerConfig) -> dict[str, torch.Tensor]:
-    """Convert a lit_lm state dict (``backbone.`` plus optional head keys) to HF BertForPreTraining /
-    OpenAIGPTLMHeadModel keys."""
+def lit_to_hf(
+    sd: Mapping[str, torch.Tensor], config: TransformerConfig, pad_token_id: int = 0
+) -> dict[str, torch.Tensor]:
+    """Convert a lit_lm state dict (``backbone.`` plus optional head keys) to the keys of the class
+    :func:`config_to_hf` names."""
     out: dict[str, torch.Tensor] = {}
     missing: list[str] = []
 
@@ -368,7 +379,9 @@ def lit_to_hf(sd: Mapping[str, torch.Tensor], config: TransformerConfig) -> dict
             return None
         return sd[key]
 
-    if not config.causal:
+    if not config.causal and config.norm_position == "pre":
+        out = lit_to_roberta(sd, config, pad_token_id, missing)
+    elif not config.causal:
         for ours, theirs in _bert_names(config):
             t = get("backbone." + ours)
             if t is not None:
@@ -474,6 +487,7 @@ def save_hf_checkpoint(
     config: TransformerConfig,
     state_dict: Mapping[str, torch.Tensor],
     head: tuple[str, dict, dict[str, torch.Tensor]] | None = None,
+    pad_token_id: int = 0,
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads with ``from_pretrained``.
 
@@ -483,15 +497,15 @@ def save_hf_checkpoint(
     """
     from safetensors.torch import save_file
 
-    hf_config = config_to_hf(config)
-    hf_sd = lit_to_hf(state_dict, config)
+    hf_config = config_to_hf(config, pad_token_id)
+    hf_sd = lit_to_hf(state_dict, config, pad_token_id)
     if head is not None:
         architecture, fields, tensors = head
         hf_config.update(architectures=[architecture], **{k: v for k, v in fields.items() if v is not None})
         hf_sd = {k: v for k, v in hf_sd.items() if k != "lm_head.weight"}
         hf_sd.update({k: v.detach().contiguous() for k, v in tensors.items()})
     # safetensors stores each tensor once; drop the tied aliases, transformers re-ties them on load.
-    for alias in ("cls.predictions.decoder.weight", "lm_head.weight"):
+    for alias in ("cls.predictions.decoder.weight", "lm_head.weight", "lm_head.decoder.weight"):
         hf_sd.pop(alias, None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 where a head reads something no ``transformers`` class reproduces (then the export is refused, never approximated).
 
 ====================  ==========================================  ==============================================
-lit_lm task (keys)    BERT (encoder)                              GPT (decoder: GPT-2 if pre-LN, else OpenAI GPT)
+lit_lm task (keys)    BERT (encoder; RoBERTa-PreLayerNorm if pre-LN)  GPT (decoder: GPT-2 if pre-LN, else OpenAI GPT)
 ====================  ==========================================  ==============================================
 SequenceClass.        ``BertForSequenceClassification``: the      ``GPT2ForSequenceClassification`` /
 (``classifier.*``)    pooler + dropout + ``classifier`` (pooling  ``OpenAIGPTForSequenceClassification``: ``score``
@@ -79,22 +79,29 @@ def head_export(
                 )
         else:  # the token-level heads read no pooler
             backbone = {k: v for k, v in backbone.items() if not k.startswith("backbone.pooler.")}
+        name = "RobertaPreLayerNorm" if config.norm_position == "pre" else "Bert"
         if kind == "sequence_classification":
             w, b = state["classifier.classifier.weight"], state["classifier.classifier.bias"]
             fields = {"problem_type": hparams.get("problem_type") or "single_label_classification",
                       "classifier_dropout": hparams.get("classifier_dropout"), **_labels(hparams, w.size(0))}
-            return "BertForSequenceClassification", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+            tensors = {"classifier.weight": w, "classifier.bias": b}
+            if name != "Bert":  # RoBERTa's classifier: a tanh dense on the first token (the pooler), then out_proj
+                tensors = {"classifier.dense.weight": state["backbone.pooler.weight"],
+                           "classifier.dense.bias": state["backbone.pooler.bias"],
+                           "classifier.out_proj.weight": w, "classifier.out_proj.bias": b}  # fmt: skip
+                backbone = {k: v for k, v in backbone.items() if not k.startswith("backbone.pooler.")}
+            return f"{name}ForSequenceClassification", fields, backbone, tensors
         if kind == "multiple_choice":
             w, b = state["scorer.scorer.classifier.weight"], state["scorer.scorer.classifier.bias"]
             fields = {"classifier_dropout": hparams.get("classifier_dropout")}
-            return "BertForMultipleChoice", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+            return f"{name}ForMultipleChoice", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
         if kind == "question_answering":
             tensors = {"qa_outputs.weight": state["span_head.qa_outputs.weight"],
                        "qa_outputs.bias": state["span_head.qa_outputs.bias"]}  # fmt: skip
-            return "BertForQuestionAnswering", {}, backbone, tensors
+            return f"{name}ForQuestionAnswering", {}, backbone, tensors
         w, b = state["token_classifier.classifier.weight"], state["token_classifier.classifier.bias"]
         fields = {"classifier_dropout": hparams.get("classifier_dropout"), **_labels(hparams, w.size(0))}
-        return "BertForTokenClassification", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
+        return f"{name}ForTokenClassification", fields, backbone, {"classifier.weight": w, "classifier.bias": b}
 
     gpt2 = config.norm_position == "pre"
     name = "GPT2" if gpt2 else "OpenAIGPT"
