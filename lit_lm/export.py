@@ -65,9 +65,9 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
     tokenizer_json = meta.get("tokenizer")
     if tokenizer_json:
         data = meta.get("data") or {}
-        decoder_task = config.causal and kind is not None
+        start = bool(data.get("start_token", True)) if config.causal and kind is not None else None
         _write_tokenizer(directory, tokenizer_json, config.n_positions, bert=not config.causal,
-                         decoder_task_start=bool(data.get("start_token", True)) if decoder_task else None)  # fmt: skip
+                         decoder_task_start=start, language_model=config.causal and kind is None)  # fmt: skip
     return directory
 
 
@@ -93,14 +93,21 @@ def _pad_id(tokenizer_json: str | None) -> int:
 
 
 def _write_tokenizer(
-    directory: Path, tokenizer_json: str, max_length: int, bert: bool, decoder_task_start: bool | None = None
+    directory: Path,
+    tokenizer_json: str,
+    max_length: int,
+    bert: bool,
+    decoder_task_start: bool | None = None,
+    language_model: bool = False,
 ) -> None:
-    """The tokenizer files; for a fine-tuned decoder (``decoder_task_start`` set: whether sequences begin with
-    ``[CLS]``), a post-processor that builds GPT-1's ``[CLS]? A [DELIM] B [EXTRACT]``, so ``tokenizer(a, b)`` makes
-    the input the model was fine-tuned on."""
+    """The tokenizer files, adding to a text exactly what lit_lm adds: nothing for a decoder language model
+    (``language_model``: lit_lm's ``predict`` continues the prompt's own tokens, so ``pipeline("text-generation")``
+    must too); for a fine-tuned decoder (``decoder_task_start`` set: whether sequences begin with ``[CLS]``), GPT-1's
+    ``[CLS]? A [DELIM] B [EXTRACT]``, so ``tokenizer(a, b)`` makes the input the model was fine-tuned on; BERT's
+    ``[CLS] A [SEP] B [SEP]`` for encoders, as trained."""
     spec = json.loads(tokenizer_json)
-    if decoder_task_start is not None:
-        spec["post_processor"] = _decoder_template(spec, decoder_task_start)
+    if decoder_task_start is not None or language_model:
+        spec["post_processor"] = None if language_model else _decoder_template(spec, bool(decoder_task_start))
         tokenizer_json = json.dumps(spec, ensure_ascii=False)
     model = spec.get("model") or {}
     normalizer = spec.get("normalizer") or {}
