@@ -175,3 +175,39 @@ def test_heads_no_transformers_class_computes_are_refused(pretrained, tmp_path):
     model = SequenceClassification(init_from=str(pretrained["bert"]), pooling="mean")
     with pytest.raises(CheckpointError, match="pooling='mean'"):
         export_checkpoint(str(_fine_tune(model, dm, tmp_path / "mean.ckpt", steps=1)), str(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_an_exported_fine_tuned_model_comes_back_with_its_head(family, pretrained, tmp_path):
+    """`init_from` an exported *ForSequenceClassification directory starts from its classifier too (GPT-2's with the
+    bias in ln_f and a zero classifier bias: the same function), its rows put in the task's label order."""
+    import json
+
+    tok = pretrained["bert" if family == "bert" else "gpt"]
+    fmt = "encoder" if family == "bert" else "decoder"
+    dm = NLIDataModule(tokenizer=str(tok), format=fmt, batch_size=8, max_seq_length=64)
+    if family == "bert":
+        model = SequenceClassification(init_from=str(pretrained["bert"]), learning_rate=1e-3)
+    else:
+        model = SequenceClassification(preset="gpt-micro", config={**TINY, "norm_position": "pre"}, learning_rate=1e-3)
+    out = export_checkpoint(str(_fine_tune(model, dm, tmp_path / "m.ckpt")), str(tmp_path / "hf"))
+    config = json.loads((out / "config.json").read_text())  # the labels in another order (and case), rows to match
+    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    config["id2label"] = {str(i): n.upper() for i, n in enumerate(reversed(names))}
+    config["label2id"] = {n: int(i) for i, n in config["id2label"].items()}
+    (out / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(out / "model.safetensors"))
+    for key in ("classifier.weight", "classifier.bias", "score.weight"):
+        if key in weights:
+            weights[key] = weights[key].flip(0).contiguous()
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    back = SequenceClassification(init_from=str(out))
+    trainer = L.Trainer(max_steps=0, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(back, dm)  # builds the model from init_from with the DataModule's labels
+    pairs = _pairs(8)
+    firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+    torch.testing.assert_close(_our_logits(back, dm, firsts, seconds), _our_logits(model, dm, firsts, seconds),
+                               rtol=1e-4, atol=1e-4)  # fmt: skip

@@ -26,6 +26,7 @@ import torch
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.model.hf_gpt2 import config_from_gpt2, gpt2_config, gpt2_names
+from lit_lm.model.hf_heads import import_head
 from lit_lm.model.hf_roberta_preln import (
     config_from_roberta_preln,
     lit_to_roberta,
@@ -52,6 +53,7 @@ class HFCheckpoint:
         state_dict: Weights with ``backbone.`` / ``mlm_head.`` / ``nsp_head.`` / ``lm_head.`` keys.
         heads: Which pretraining heads the checkpoint had (subset of ``mlm``, ``nsp``, ``lm``).
         source: The directory it came from.
+        label_names: A fine-tuned classifier's labels in id order (``id2label``), else None.
     """
 
     config: TransformerConfig
@@ -59,6 +61,7 @@ class HFCheckpoint:
     state_dict: dict[str, torch.Tensor]
     heads: list[str] = field(default_factory=list)
     source: str = ""
+    label_names: list[str] | None = None
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         return {k[len("backbone.") :]: v for k, v in self.state_dict.items() if k.startswith("backbone.")}
@@ -472,6 +475,9 @@ def load_hf_checkpoint(path: str | Path, **config_overrides) -> HFCheckpoint:
     except (KeyError, TypeError, ConfigError, CheckpointError) as e:
         raise CheckpointError(f"{config_file}: cannot build a lit_lm config ({e})") from None
     sd = _read_state_dict(directory)
+    architecture = (hf_config.get("architectures") or [""])[0]
+    head = import_head(architecture, sd)  # a fine-tuned *For<Task> head, in lit_lm keys (taken out of sd)
+    id2label = hf_config.get("id2label") if head else None
     has_pooler = any(k.endswith("pooler.dense.weight") for k in sd)
     if family == "bert" and not has_pooler and "pooler" not in config_overrides:
         config = config.replace(pooler=False)
@@ -479,7 +485,9 @@ def load_hf_checkpoint(path: str | Path, **config_overrides) -> HFCheckpoint:
         state, heads = hf_to_lit(sd, config, family)
     except CheckpointError as e:
         raise CheckpointError(f"{directory}: {e}") from None
-    return HFCheckpoint(config=config, family=family, state_dict=state, heads=heads, source=str(directory))
+    labels = [id2label[str(i)] for i in range(len(id2label))] if isinstance(id2label, dict) else None
+    return HFCheckpoint(config=config, family=family, state_dict={**state, **head}, heads=heads,
+                        source=str(directory), label_names=labels)  # fmt: skip
 
 
 def save_hf_checkpoint(

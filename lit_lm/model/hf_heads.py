@@ -116,3 +116,36 @@ def head_export(
     fields = {"problem_type": hparams.get("problem_type") or "single_label_classification",
               **_labels(hparams, w.size(0))}  # fmt: skip
     return f"{name}ForSequenceClassification", fields, backbone, {"score.weight": w}
+
+
+def import_head(architecture: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Take a ``*For<Task>`` head's tensors out of a Hugging Face state dict ``sd`` (removed from it) and return
+    them in lit_lm keys, the inverse of :func:`head_export`: ``init_from`` an exported fine-tuned model then starts
+    with its head. A RoBERTa classifier's dense layer goes back into ``sd`` as the pooler it came from; a GPT
+    ``score`` layer gets a zero bias (its bias lives in the final LayerNorm)."""
+    def pop(*keys: str) -> list[torch.Tensor | None]:
+        return [sd.pop(k, None) for k in keys]
+
+    out: dict[str, torch.Tensor] = {}
+    if architecture.endswith("ForSequenceClassification"):
+        if "score.weight" in sd:
+            (w,) = pop("score.weight")
+            out = {"classifier.classifier.weight": w, "classifier.classifier.bias": w.new_zeros(w.size(0))}
+        elif "classifier.out_proj.weight" in sd:
+            dw, db, w, b = pop("classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
+                               "classifier.out_proj.bias")  # fmt: skip
+            sd["roberta_prelayernorm.pooler.dense.weight"], sd["roberta_prelayernorm.pooler.dense.bias"] = dw, db
+            out = {"classifier.classifier.weight": w, "classifier.classifier.bias": b}
+        else:
+            w, b = pop("classifier.weight", "classifier.bias")
+            out = {"classifier.classifier.weight": w, "classifier.classifier.bias": b}
+    elif architecture.endswith("ForMultipleChoice"):
+        w, b = pop("classifier.weight", "classifier.bias")
+        out = {"scorer.scorer.classifier.weight": w, "scorer.scorer.classifier.bias": b}
+    elif architecture.endswith("ForQuestionAnswering"):
+        w, b = pop("qa_outputs.weight", "qa_outputs.bias")
+        out = {"span_head.qa_outputs.weight": w, "span_head.qa_outputs.bias": b}
+    elif architecture.endswith("ForTokenClassification"):
+        w, b = pop("classifier.weight", "classifier.bias")
+        out = {"token_classifier.classifier.weight": w, "token_classifier.classifier.bias": b}
+    return {k: v for k, v in out.items() if v is not None}

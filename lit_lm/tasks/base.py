@@ -180,7 +180,8 @@ class LMTask(L.LightningModule):
                     f"(data tokenizer: {init_from})"
                 )
             _check_same_tokenizer(getattr(datamodule, "tokenizer", None), pretrained.tokenizer_json, init_from)
-            self._load_pretrained_weights(pretrained.state_dict, init_from)
+            self._load_pretrained_weights(self._align_labels(pretrained.state_dict, pretrained.label_names,
+                                                             init_from), init_from)  # fmt: skip
             self._tokenizer_json = pretrained.tokenizer_json
         else:
             vocab = self.hparams.get("vocab_size") or data_vocab
@@ -202,6 +203,26 @@ class LMTask(L.LightningModule):
                     f"data {attr}={length} exceeds the model's n_positions={n_positions}; lower data.{attr} "
                     f"or use a model with more positions"
                 )
+
+    #: Heads whose output rows are this task's labels (in ``hparams.label_names`` order).
+    _LABELLED_HEADS = ("classifier.classifier.", "token_classifier.classifier.")
+
+    def _align_labels(
+        self, state_dict: dict[str, torch.Tensor], labels: list[str] | None, source: str
+    ) -> dict[str, torch.Tensor]:
+        """A source's classifier head, its rows put in this task's label order (same names, any order or case);
+        a head trained on other labels is left out (the task starts a new one), with a warning naming both."""
+        ours = self.hparams.get("label_names")
+        head = [k for k in state_dict if k.startswith(self._LABELLED_HEADS)]
+        if not head or not labels or not ours or list(labels) == list(ours):
+            return state_dict
+        index = {name.lower(): i for i, name in enumerate(labels)}
+        if sorted(index) != sorted(n.lower() for n in ours):
+            warnings.warn(f"{source}: its classifier was trained on the labels {list(labels)}, this task's are "
+                          f"{list(ours)}: a new classifier is trained", UserWarning, stacklevel=2)  # fmt: skip
+            return {k: v for k, v in state_dict.items() if k not in head}
+        order = torch.tensor([index[n.lower()] for n in ours])
+        return {k: (v[order] if k in head else v) for k, v in state_dict.items()}
 
     def _load_pretrained_weights(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load the backbone (all keys must match) and any heads of this task present in the source."""

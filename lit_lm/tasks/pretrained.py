@@ -26,12 +26,14 @@ class Pretrained:
         state_dict: Weights in lit_lm naming (``backbone.*``, and whatever heads the source had).
         tokenizer_json: The tokenizer the backbone was trained with, if the source carries one.
         source: Where it came from.
+        label_names: The labels of a fine-tuned classifier head it carries, in id order (None: unknown or none).
     """
 
     config: TransformerConfig
     state_dict: dict[str, torch.Tensor]
     tokenizer_json: str | None
     source: str
+    label_names: list[str] | None = None
 
 
 def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> TransformerConfig:
@@ -48,12 +50,14 @@ def load_pretrained(path: str | Path) -> Pretrained:
         for name in ("tokenizer.json",):
             if (Path(path) / name).is_file():
                 tok = (Path(path) / name).read_text()
-        return Pretrained(hf.config, hf.state_dict, tok, str(path))
+        return Pretrained(hf.config, hf.state_dict, tok, str(path), hf.label_names)
     if Path(path).is_dir():
         raise CheckpointError(f"{path}: a directory without config.json; expected a .ckpt file or a HF checkpoint")
     ckpt = read_checkpoint(path)
     config = config_from_checkpoint(ckpt, path)
-    return Pretrained(config, ckpt["state_dict"], ckpt[LIT_LM_KEY].get("tokenizer"), str(path))
+    labels = (ckpt.get("hyper_parameters") or {}).get("label_names")
+    return Pretrained(config, ckpt["state_dict"], ckpt[LIT_LM_KEY].get("tokenizer"), str(path),
+                      list(labels) if labels else None)  # fmt: skip
 
 
 def merge_config(pretrained: TransformerConfig, overrides: dict[str, Any] | None, source: str) -> TransformerConfig:
