@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from lit_lm.config import TransformerConfig
+from lit_lm.data.core.tokenizer import EOT
 from lit_lm.errors import CheckpointError
 from lit_lm.model.hf import config_to_hf, save_hf_checkpoint
 from lit_lm.model.hf_heads import find_head, head_export
@@ -63,6 +64,11 @@ def export_checkpoint(ckpt_path: str, out: str) -> Path:
     pad_id = _pad_id(meta.get("tokenizer")) if meta.get("tokenizer") else 0
     directory = save_hf_checkpoint(out, config, state, head, pad_token_id=pad_id)
     tokenizer_json = meta.get("tokenizer")
+    if config.causal:  # GPT-2's end-of-text token, where the tokenizer has one (else none: not 50256, GPT-2's own)
+        eot = _token_id(tokenizer_json, EOT)
+        hf_config = json.loads((directory / "config.json").read_text())
+        hf_config.update(bos_token_id=eot, eos_token_id=eot)
+        (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     if tokenizer_json:
         data = meta.get("data") or {}
         start = bool(data.get("start_token", True)) if config.causal and kind is not None else None
@@ -82,14 +88,20 @@ def _check_layout(kind: str, config: TransformerConfig, data: dict) -> None:
         raise CheckpointError("a decoder fine-tuned on the encoder format has no transformers equivalent")
 
 
+def _token_id(tokenizer_json: str | None, token: str) -> int | None:
+    spec = json.loads(tokenizer_json or "{}")
+    vocab = (spec.get("model") or {}).get("vocab") or {}
+    added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    found = added.get(token, vocab.get(token) if isinstance(vocab, dict) else None)
+    return None if found is None else int(found)
+
+
 def _pad_id(tokenizer_json: str | None) -> int:
     """The ``[PAD]`` id (GPT *ForSequenceClassification finds each sequence's last token by it)."""
-    vocab = (json.loads(tokenizer_json or "{}").get("model") or {}).get("vocab") or {}
-    added = {t["content"]: t["id"] for t in json.loads(tokenizer_json or "{}").get("added_tokens", [])}
-    pad = added.get("[PAD]", vocab.get("[PAD]") if isinstance(vocab, dict) else None)
+    pad = _token_id(tokenizer_json, "[PAD]")
     if pad is None:
         raise CheckpointError("the tokenizer has no [PAD] token, which a GPT *ForSequenceClassification needs")
-    return int(pad)
+    return pad
 
 
 def _write_tokenizer(
@@ -116,14 +128,17 @@ def _write_tokenizer(
     if model.get("type") == "WordPiece":
         vocab = sorted(model["vocab"].items(), key=lambda item: item[1])
         (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab))
+    special = dict(_SPECIAL)
+    if _token_id(tokenizer_json, EOT) is not None:
+        special.update(bos_token=EOT, eos_token=EOT)
     config = {
         "tokenizer_class": "BertTokenizerFast" if bert else "PreTrainedTokenizerFast",
         "model_max_length": max_length,
         "do_lower_case": lowercase,
-        **_SPECIAL,
+        **special,
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (directory / "special_tokens_map.json").write_text(json.dumps(_SPECIAL, indent=2) + "\n")
+    (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
 def _decoder_template(spec: dict, start: bool) -> dict:

@@ -35,7 +35,9 @@ def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretr
     assert theirs(TEXT, add_special_tokens=False)["input_ids"] == ours.encode(TEXT)
     # what lit_lm adds: [CLS] ... [SEP] for BERT; nothing for a GPT language model (predict continues the prompt)
     assert theirs(TEXT)["input_ids"] == ours.encode(TEXT, add_special_tokens=family == "bert")
-    if family == "gpt":  # lossless in transformers too: line breaks and spacing survive
+    if family == "gpt":  # GPT-2's end-of-text token survives export; lossless in transformers too
+        assert ours.eot_id is not None and theirs.eos_token == theirs.bos_token == "<|endoftext|>"
+        assert theirs.convert_tokens_to_ids("<|endoftext|>") == ours.eot_id
         verse = "First Citizen:\nBefore we proceed,  hear me.\r\n\n\tAll: Speak, speak."
         assert theirs.decode(theirs(verse, add_special_tokens=False)["input_ids"]) == verse
 
@@ -43,6 +45,8 @@ def test_export_loads_in_transformers_with_the_same_ids_and_logits(family, pretr
     ids = torch.tensor([ours.encode(TEXT, add_special_tokens=family == "bert")])
     auto = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
     model = auto.from_pretrained(out).eval()
+    if family == "gpt":
+        assert model.config.eos_token_id == model.config.bos_token_id == ours.eot_id
     with torch.no_grad():
         hidden = task.backbone(ids)
         logits = task.mlm_head(hidden) if family == "bert" else task.lm_head(hidden)

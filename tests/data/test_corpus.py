@@ -175,18 +175,26 @@ def test_text_units_tail_split_decode_to_the_exact_slices(tmp_path: Path, bpe_to
     assert pc.meta["settings"]["units"] == "text"
 
 
-def test_text_units_document_split_keep_each_documents_text_and_a_blank_line(tmp_path: Path, bpe_tok) -> None:
+def test_text_units_document_split_keep_each_documents_text_and_end_it_with_endoftext(tmp_path: Path, bpe_tok) -> None:
+    """A byte-level BPE trained by lit_lm has <|endoftext|> (GPT-2's): the corpus puts it after every document, as a
+    token the model predicts; the characters counted for bits per character are the documents' own text."""
     f = tmp_path / "d.txt"
     paras = [f"Paragraph {i}.\n  Its second line,   spaced." for i in range(12)]
     f.write_text("\n\n\n".join(paras) + "\n")
     pc = prepare_corpus([f], bpe_tok, tmp_path / "c", val_docs=3, units="text", progress=False)
-    val = bpe_tok.decode(pc.tokens("val").tolist())
-    chosen = [p for p in paras if p + "\n\n" in val]
-    assert len(chosen) == 3 and val == "".join(p + "\n\n" for p in chosen)  # file order, exact text
-    assert pc.num_chars("val") == len(val) and pc.num_docs("val") == 3
+    eot = bpe_tok.eot_id
+    assert eot is not None and bpe_tok.hf.id_to_token(eot) == "<|endoftext|>"
+    tokens = pc.tokens("val")
+    chosen = [p for p in paras if p in bpe_tok.decode(tokens.tolist())]
+    assert len(chosen) == 3 and bpe_tok.decode(tokens.tolist()) == "".join(chosen)  # file order, exact text
+    assert bpe_tok.decode(tokens.tolist(), skip_special_tokens=False) == "".join(p + "<|endoftext|>" for p in chosen)
+    assert pc.num_chars("val") == sum(map(len, chosen)) and pc.num_docs("val") == 3  # the token is no character
     assert pc.stats("val")["round_trip"] is True
     off = pc.doc_offsets("val")
-    assert bpe_tok.decode(pc.tokens("val")[off[0] : off[1]].tolist()) == chosen[0] + "\n\n"
+    assert [int(tokens[e - 1]) for e in off[1:]] == [eot] * 3 and (tokens == eot).sum() == 3
+    assert bpe_tok.decode(tokens[off[0] : off[1]].tolist()) == chosen[0]
+    sent = pc._array("val", "sent_offsets")
+    assert sent[-1] == len(tokens) and set(off.tolist()) <= set(sent.tolist())
 
 
 def test_text_units_with_wordpiece_do_not_round_trip(tmp_path: Path) -> None:

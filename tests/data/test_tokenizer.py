@@ -198,7 +198,7 @@ def test_bpe_keeps_the_special_ids_and_saves_and_loads(bpe: Tokenizer, tmp_path)
     assert wordpiece.kind == "wordpiece" and not wordpiece.lossless
     with pytest.raises(DataError, match="tokenizer kind must be 'wordpiece' or 'bpe', got 'unigram'"):
         Tokenizer.train_from_texts(["x"], vocab_size=400, kind="unigram")  # type: ignore[arg-type]
-    with pytest.raises(DataError, match="larger than the 7 special tokens and the 256 byte tokens"):
+    with pytest.raises(DataError, match="larger than the 8 special tokens and the 256 byte tokens"):
         Tokenizer.train_from_texts(["x"], vocab_size=200, kind="bpe")
 
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DELIM]", "[EXTRACT]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, DELIM, EXTRACT)
+#: The end-of-text token of byte-level BPE tokenizers (GPT-2's): a causal LM corpus puts it after every document.
+EOT = "<|endoftext|>"
 CONTINUATION_PREFIX = "##"
 TokenizerKind = Literal["wordpiece", "bpe"]
 
@@ -176,6 +178,8 @@ class Tokenizer:
         self.mask_id: int = vocab[MASK]
         self.delim_id: int | None = vocab.get(DELIM)
         self.extract_id: int | None = vocab.get(EXTRACT)
+        #: ``<|endoftext|>`` (byte-level BPE tokenizers trained by lit_lm): ends every document of a causal LM corpus.
+        self.eot_id: int | None = vocab.get(EOT)
         #: ``bpe`` for a byte-level BPE (lossless), else ``wordpiece``.
         self.kind: TokenizerKind = "bpe" if _is_byte_level(tokenizer) else "wordpiece"
         if self.kind == "bpe":  # "[PAD]" typed in a text is text (not saved in tokenizer.json: set on every load)
@@ -202,8 +206,8 @@ class Tokenizer:
         if kind not in ("wordpiece", "bpe"):
             raise DataError(f"tokenizer kind must be 'wordpiece' or 'bpe', got {kind!r}")
         lowercase = resolve_lowercase(kind, lowercase)
-        if vocab_size <= len(SPECIAL_TOKENS) + (256 if kind == "bpe" else 0):
-            n = len(SPECIAL_TOKENS)
+        if vocab_size <= len(SPECIAL_TOKENS) + (257 if kind == "bpe" else 0):
+            n = len(SPECIAL_TOKENS) + (kind == "bpe")
             least = f"the {n} special tokens" + (" and the 256 byte tokens" if kind == "bpe" else "")
             raise DataError(f"vocab_size must be larger than {least}, got {vocab_size}")
         if kind == "wordpiece":
@@ -217,7 +221,7 @@ class Tokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),  # ids 0..6 in this order
+            special_tokens=[*SPECIAL_TOKENS, EOT],  # ids 0..7 in this order
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
             show_progress=False,
         )
@@ -342,7 +346,8 @@ class Tokenizer:
 # ----------------------------------------------------------------------------------------------- caching
 # 2: a BPE learns from the text with its line breaks (units='text'), not from sentences
 # 3: WordPiece learned reproducibly (the library trainer's ids, and at ties tokens, varied from run to run)
-CACHE_FORMAT_VERSION = 3
+# 4: byte-level BPE has <|endoftext|> (id 7)
+CACHE_FORMAT_VERSION = 4
 
 
 def train_once(

@@ -138,9 +138,10 @@ class CausalLMDataModule(PretrainingDataModule):
     input_ids[:, i]``. Validation is a fixed pass of non-overlapping windows in which every validation token is a
     label exactly once (the last window padded: ``input_ids`` with ``[PAD]``, ``labels`` with -100, at the end,
     so no attention mask is needed). The token stream is the text itself, line breaks and spaces included
-    (:mod:`lit_lm.data.pretraining.corpus`, ``units="text"``): with ``split="document"`` each document is followed by a
-    blank
-    line. Bits per character = sum of the validation NLL (nats) / (``val_num_chars`` * ln 2), reported only when the
+    (:mod:`lit_lm.data.pretraining.corpus`, ``units="text"``): with ``split="document"`` each document is followed by
+    ``<|endoftext|>`` (a byte-level BPE trained by lit_lm; a tokenizer without one: a blank line). Bits per character =
+    sum of the validation NLL (nats) / (``val_num_chars`` * ln 2): every token is paid for, the end-of-text tokens
+    too, and only the text's own characters are counted (the token is no character); reported only when the
     tokenizer gives the validation text back exactly (:attr:`val_round_trip`).
 
     Args:
@@ -230,7 +231,9 @@ class CausalLMDataModule(PretrainingDataModule):
 
     def _eval_dataset(self, stage: str) -> CausalValDataset:
         corpus, split = self._eval_source(stage)
-        boundary = self.tokenizer.encode(DOC_SEPARATOR)  # what precedes a document in training
+        # what precedes a document in training: <|endoftext|>, or the last token of a blank line without one
+        eot = self.tokenizer.eot_id
+        boundary = [eot] if eot is not None else self.tokenizer.encode(DOC_SEPARATOR)
         return CausalValDataset(corpus, self.block_size, self.pad_token_id, split,
                                 context=boundary[-1] if boundary else None)  # fmt: skip
 

@@ -62,12 +62,14 @@ __all__ = ["PreparedCorpus", "prepare_corpus", "split_corpus", "unigram_scores"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: <|endoftext|> after each document (byte-level BPE), not a blank line
 SPLITS = ("train", "val")
 
 SplitMode = Literal["document", "tail"]
 Units = Literal["sentence", "text"]
-DOC_SEPARATOR = "\n\n"  # after each document of a document split, with units="text"
+# After each document of a document split with units="text", for a tokenizer without an end-of-text token (a
+# byte-level BPE trained by lit_lm has <|endoftext|>, which ends each document instead: a token, not text).
+DOC_SEPARATOR = "\n\n"
 
 
 # ------------------------------------------------------------------------------------------------ splitting
@@ -87,6 +89,7 @@ def split_corpus(
     val_docs: int | None = None,
     seed: int = 42,
     units: Units = "sentence",
+    separator: str = DOC_SEPARATOR,
 ) -> dict[str, _SplitText]:
     """Divide the corpus into ``"train"`` and ``"val"``, each document as its units (see the module docstring).
 
@@ -95,7 +98,8 @@ def split_corpus(
     seed always give the same split. ``split="tail"``: the first ``int(n_chars * (1 - val_fraction))`` characters
     of the text are train and the rest validation, as nanoGPT does for tiny shakespeare; ``val_fraction`` 1.0 (or
     0.0) makes the whole text, every character of it, the validation (or training) split and leaves the other empty:
-    how a DataModule scores whole files (``val_files``) or trains on all of ``files``.
+    how a DataModule scores whole files (``val_files``) or trains on all of ``files``. ``separator``: the text after
+    each document (units ``text``, document split); "" where the tokenizer ends documents with ``<|endoftext|>``.
     """
     if units not in ("sentence", "text"):
         raise DataError(f"units must be 'sentence' or 'text', got {units!r}")
@@ -144,7 +148,7 @@ def split_corpus(
     for name, flag in (("train", False), ("val", True)):
         chosen = [d for d, v in zip(docs, is_val, strict=True) if v == flag]
         if units == "text":
-            texts = [d.text + DOC_SEPARATOR for d in chosen]
+            texts = [d.text + separator for d in chosen]
             out[name] = _SplitText(
                 [t.splitlines(keepends=True) for t in texts],
                 np.array([len(t) for t in texts], dtype=np.int64),
@@ -230,7 +234,7 @@ def _mp_methods() -> list[str]:
 
 def _tokenize_split(
     st: _SplitText, tokenizer: Tokenizer, name: str, batch_sentences: int, workers: int, progress: bool,
-    units: Units = "sentence",
+    units: Units = "sentence", doc_end: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from tqdm import tqdm
 
@@ -255,11 +259,15 @@ def _tokenize_split(
     keep = sent_len > 0
     doc_len = np.bincount(doc_of_sent[keep], weights=sent_len[keep], minlength=len(st.docs)).astype(np.int64)
     doc_kept = doc_len > 0
-    arrays = {
-        "tokens": tokens,
-        "doc_offsets": np.concatenate([[0], np.cumsum(doc_len[doc_kept])]).astype(np.int64),
-        "sent_offsets": np.concatenate([[0], np.cumsum(sent_len[keep])]).astype(np.int64),
-    }
+    doc_offsets = np.concatenate([[0], np.cumsum(doc_len[doc_kept])]).astype(np.int64)
+    sent_offsets = np.concatenate([[0], np.cumsum(sent_len[keep])]).astype(np.int64)
+    text_tokens = tokens
+    if doc_end is not None and len(doc_offsets) > 1:  # the end-of-text token after each document's last token
+        ends = doc_offsets[1:]
+        tokens = np.insert(tokens, ends, np.asarray(doc_end, dtype=tokens.dtype))
+        sent_offsets = sent_offsets + np.searchsorted(ends, sent_offsets, side="right")  # a doc's last sentence
+        doc_offsets = doc_offsets + np.arange(len(doc_offsets))  # ... and its document get the token
+    arrays = {"tokens": tokens, "doc_offsets": doc_offsets, "sent_offsets": sent_offsets}
     counts = {
         "num_tokens": int(tokens.size),
         "num_docs": int(doc_kept.sum()),
@@ -272,7 +280,7 @@ def _tokenize_split(
     if units == "text":
         # once, here: does the token stream decode to exactly the text the model will be asked to predict?
         text = "".join(sentences)
-        counts["round_trip"] = tokenizer.decode(tokens.tolist(), skip_special_tokens=False) == text
+        counts["round_trip"] = tokenizer.decode(text_tokens.tolist(), skip_special_tokens=False) == text
         if not counts["round_trip"]:
             log.info(
                 "%s split: the %s tokenizer does not give the text back (decode(encode(text)) != text); "
@@ -460,7 +468,8 @@ def prepare_corpus(
             log.info("reusing prepared corpus %s", final)
             return pc
     corpus = read_corpus(paths, text_field, doc_split, sentence_split, strip_gutenberg)
-    parts = split_corpus(corpus, split, val_fraction, val_docs, seed, units)
+    eot = tok.eot_id if units == "text" and split == "document" else None
+    parts = split_corpus(corpus, split, val_fraction, val_docs, seed, units, "" if eot is not None else DOC_SEPARATOR)
     t_read = time.perf_counter() - t0
     if final.exists():
         if not force and _written_for(final, key):  # a concurrent process (another DDP rank, a second run with the
@@ -472,7 +481,7 @@ def prepare_corpus(
         tmp.mkdir()
         stats: dict[str, dict[str, int]] = {}
         for name in SPLITS:
-            arrays, counts = _tokenize_split(parts[name], tok, name, batch_sentences, workers, progress, units)
+            arrays, counts = _tokenize_split(parts[name], tok, name, batch_sentences, workers, progress, units, eot)
             if counts["num_tokens"] == 0 and parts[name].docs:
                 raise DataError(
                     f"the {name} split has no tokens ({len(parts[name].docs)} documents of text that the tokenizer "

@@ -10,7 +10,7 @@ from typing import Any
 
 from lit_lm.data.core.io import file_identities
 from lit_lm.data.core.tokenizer import Tokenizer, TokenizerKind, resolve_lowercase, train_once
-from lit_lm.data.pretraining.corpus import DOC_SEPARATOR, SplitMode, split_corpus
+from lit_lm.data.pretraining.corpus import SplitMode, split_corpus
 from lit_lm.data.pretraining.text import DocSplit, read_corpus, resolve_files
 
 __all__ = ["cached_tokenizer", "train_tokenizer"]
@@ -53,12 +53,13 @@ def train_tokenizer(
     """
     corpus = read_corpus(files, text_field, doc_split, "punct", strip_gutenberg)
     # WordPiece learns from sentences (BERT's units); a byte-level BPE from the text as a causal LM reads it
-    # (units="text": line breaks, spacing and document separators included), so those get pieces of their own.
+    # (units="text": line breaks and spacing included), so those get pieces of their own; documents end with the
+    # <|endoftext|> token, which is no text to learn pieces from.
     if kind == "bpe":
         if split is None:
-            texts = [d.text + DOC_SEPARATOR for d in corpus.documents(sentences=False)]
+            texts = [d.text for d in corpus.documents(sentences=False)]  # documents end with <|endoftext|>
         else:
-            train = split_corpus(corpus, split, val_fraction, val_docs, seed, "text")["train"]
+            train = split_corpus(corpus, split, val_fraction, val_docs, seed, "text", separator="")["train"]
             texts = ["".join(d) for d in train.docs]
     else:
         if split is None:
