@@ -387,6 +387,7 @@ def curves() -> dict[str, dict[str, list[list[float]]]]:
     [[seconds since training started, step, value]]: from the run's TensorBoard logs where ``runs/cpu`` has them
     (and then saved into ``experiments/curves.json``), else as saved there by an earlier report."""
     saved = _read_json(CURVES_JSON, dict, {})
+    recorded = {(r["name"], r["seed"]): r["value"] for r in load_records()}
     fresh = {}
     for exp in EXPERIMENTS:
         seed = (exp.seeds or (None,))[0]
@@ -397,6 +398,10 @@ def curves() -> dict[str, dict[str, list[list[float]]]]:
         tags = [t for t in logs if t in PLOTTED or t.startswith("baseline/unigram_")]
         if not tags:
             continue
+        value = recorded.get((exp.name, seed)) if seed is not None else next(
+            (v for (name, _), v in recorded.items() if name == exp.name), None)  # a pretraining run: its config's seed
+        if exp.metric in logs and (value is None or abs(logs[exp.metric][-1][2] - value) > 1e-6):
+            continue  # a local run that is not the recorded one (an experiment, a rerun): keep the recorded curve
         t0 = logs["hp_metric"][0][0] if "hp_metric" in logs else min(logs[t][0][0] for t in tags)
         fresh[exp.name] = {"seed": seed, "series": {
             t: [[round(w - t0, 1), s, round(v, 6)] for w, s, v in logs[t]] for t in tags}}  # fmt: skip
