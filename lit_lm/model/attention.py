@@ -6,7 +6,8 @@ Backends compute the same function:
 - ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient / cuDNN kernels
   on GPU, a fused kernel on CPU).
 - ``triton``: lit_lm's fused FlashAttention-2 kernel (CUDA only), from :mod:`lit_lm.kernels`.
-- ``auto``: ``triton`` on CUDA when the kernel is available, ``sdpa`` otherwise.
+- ``auto``: ``triton`` only where it was measured faster than ``sdpa`` for the shape class at hand, else ``sdpa``;
+  a Triton failure falls back to ``sdpa`` with one warning (:mod:`lit_lm.model.backend_choice`).
 
 Dropout (here and in :mod:`lit_lm.model.transformer`) goes through :func:`dropout`: ``F.dropout`` on GPUs, and on
 the CPU a mask drawn from 16 random bits per element, faster than ``F.dropout``'s ``bernoulli_`` and kept as
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_lm.config import TransformerConfig
+from lit_lm.model.backend_choice import CHOOSER
 
 
 def key_padding_to_bool_mask(attention_mask: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -97,16 +99,6 @@ def math_attention(
     return att @ v  # (B, nh, T, hs)
 
 
-def _triton_available(device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    try:
-        from lit_lm.kernels import flash_attention  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a fused QKV projection.
 
@@ -131,14 +123,21 @@ class SelfAttention(nn.Module):
         dropout_p = self.attention_dropout if self.training else 0.0
         scale = 1.0 / math.sqrt(self.head_size)
         backend = self.backend
-        if backend == "auto":
-            backend = "triton" if _triton_available(x.device) else "sdpa"
+        if backend == "auto":  # Triton only where it was measured faster on this shape class (backend_choice)
+            backend = CHOOSER.choose(q, k, v, attention_mask, self.causal, scale)
 
+        y = None
         if backend == "triton":
             from lit_lm.kernels import flash_attention
 
-            y = flash_attention(q, k, v, attention_mask, causal=self.causal, dropout_p=dropout_p, scale=scale)
-        else:
+            try:
+                y = flash_attention(q, k, v, attention_mask, causal=self.causal, dropout_p=dropout_p, scale=scale)
+            except Exception as e:
+                if self.backend != "auto":
+                    raise  # asked for by name: the error is the answer
+                CHOOSER.failed(q, attention_mask, self.causal, e)  # auto: SDPA from now on, and for this call
+                backend = "sdpa"
+        if y is None:
             mask = None if attention_mask is None else key_padding_to_bool_mask(attention_mask, self.causal)
             if backend == "sdpa" and dropout_p > 0.0 and x.device.type == "cpu":
                 backend = "math"  # what SDPA falls back to on the CPU with dropout; ours has the faster dropout
