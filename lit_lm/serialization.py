@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
+import os
 import pickle
 import pickletools
 import re
@@ -41,28 +42,43 @@ TRUST_HINT = (
 )
 
 # A context variable, not a global: an opt-in in one thread (or asyncio task) does not reach a load in another.
-_trusted: ContextVar[bool] = ContextVar("lit_lm_trust_checkpoints", default=False)
+# None: not set in this context (a process started by ``spawn`` then reads the parent's opt-in: _TRUST_ENV).
+_trusted: ContextVar[bool | None] = ContextVar("lit_lm_trust_checkpoints", default=None)
+#: Set while a :func:`trust_checkpoints` block is open, so that processes it spawns (``strategy: ddp_spawn``, whose
+#: ranks run the training in a fresh interpreter) inherit the opt-in; read only in such child processes.
+_TRUST_ENV = "LIT_LM_TRUST_CHECKPOINTS"
 
 
 def checkpoints_trusted() -> bool:
-    """Whether the user opted in to unpickling arbitrary objects (:func:`trust_checkpoints`) in this context."""
-    return _trusted.get()
+    """Whether the user opted in to unpickling arbitrary objects (:func:`trust_checkpoints`) in this context, or,
+    in a process spawned from inside such a block (``ddp_spawn`` ranks), in its parent."""
+    value = _trusted.get()
+    if value is not None:
+        return value
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None and os.environ.get(_TRUST_ENV) == "1"
 
 
 @contextmanager
 def trust_checkpoints(enabled: bool = True) -> Iterator[None]:
-    """Within this block (this thread or task only), checkpoint files are read with
-    ``torch.load(weights_only=False)``: they may run code.
+    """Within this block (this thread or task only, and the processes it spawns, e.g. the ranks of
+    ``strategy: ddp_spawn``), checkpoint files are read with ``torch.load(weights_only=False)``: they may run code.
 
-    Use it only for files whose origin you trust. Nesting restores the previous setting on exit. Processes started
-    by ``spawn`` (``strategy: ddp_spawn``) do not inherit it; the default ``ddp`` strategy re-runs the command line,
-    so ``--trust_checkpoint true`` reaches every rank.
+    Use it only for files whose origin you trust. Nesting restores the previous setting on exit. The default ``ddp``
+    strategy re-runs the command line, so ``--trust_checkpoint true`` reaches every rank that way.
     """
     token = _trusted.set(bool(enabled))
+    previous = os.environ.get(_TRUST_ENV)
+    os.environ[_TRUST_ENV] = "1" if enabled else "0"
     try:
         yield
     finally:
         _trusted.reset(token)
+        if previous is None:
+            os.environ.pop(_TRUST_ENV, None)
+        else:
+            os.environ[_TRUST_ENV] = previous
 
 
 def _first_sentence(e: BaseException) -> str:

@@ -74,6 +74,11 @@ class ResumableDataModule(L.LightningDataModule):
             self._resume_state = dict(state_dict)
 
     def _apply_resume(self, sampler: ResumableSampler) -> None:
+        """Fit the new training sampler to this run: shard it over the ranks unless the trainer says
+        ``use_distributed_sampler: false``, and continue a resumed epoch where it stopped."""
+        connector = getattr(self.trainer, "_accelerator_connector", None) if self.trainer is not None else None
+        if hasattr(sampler, "sharded"):
+            sampler.sharded = bool(getattr(connector, "use_distributed_sampler", True))
         state = self._resume_state
         if state is None:
             return

@@ -73,8 +73,14 @@ class ShardedSampler(ResumableSampler, DistributedSampler):
         self.epoch = 0
         self.shuffle, self.drop_last = True, False
 
+    #: False when the trainer was told not to shard training data (``use_distributed_sampler: false``): every rank
+    #: then iterates the whole order, as Lightning's own loaders do in that case (set by the DataModule).
+    sharded: bool = True
+
     @property
     def num_replicas(self) -> int:  # type: ignore[override]
+        if not self.sharded:
+            return 1
         if self._num_replicas is not None:
             return self._num_replicas
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -83,6 +89,8 @@ class ShardedSampler(ResumableSampler, DistributedSampler):
 
     @property
     def rank(self) -> int:  # type: ignore[override]
+        if not self.sharded:
+            return 0
         if self._rank is not None:
             return self._rank
         if torch.distributed.is_available() and torch.distributed.is_initialized():
