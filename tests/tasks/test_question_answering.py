@@ -95,9 +95,9 @@ def test_fits_the_builtin_set_and_writes_predictions(format, tmp_path):
     model = QuestionAnswering(preset=preset, config={"n_layer": 2, "n_embd": 64, "n_head": 2, "intermediate_size":
                               128, "n_positions": 64}, learning_rate=2e-3, warmup_steps=0.1)  # fmt: skip
     steps = 80 if format == "encoder" else 4
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, default_root_dir=tmp_path, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0)  # fmt: skip
+    trainer = L.Trainer(max_steps=steps, val_check_interval=steps, check_val_every_n_epoch=None, accelerator="cpu",
+                        devices=1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
     untrained = trainer.validate(model, dm, verbose=False)[0]["val/f1"]
     trainer.fit(model, dm)
     f1 = float(trainer.callback_metrics["val/f1"])
