@@ -222,7 +222,8 @@ def test_bpe_round_trips_every_text_file_of_the_shared_data(shared_data_dir) -> 
         lines = text.splitlines(keepends=True)  # pieces of ~1 MB cut at line ends, encoded in parallel (Rust threads)
         step = max(1, len(lines) * 1_000_000 // max(1, len(text)))
         pieces = ["".join(lines[i : i + step]) for i in range(0, len(lines), step)] or [text]
-        decoded = [tok.hf.decode(e.ids, skip_special_tokens=False) for e in tok.hf.encode_batch(pieces, add_special_tokens=False)]
+        encoded = tok.hf.encode_batch(pieces, add_special_tokens=False)
+        decoded = [tok.hf.decode(e.ids, skip_special_tokens=False) for e in encoded]
         assert "".join(decoded) == text, path
 
 
