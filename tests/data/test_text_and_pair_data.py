@@ -151,3 +151,21 @@ def test_named_tasks_read_their_published_files(task, cls, train, n_train, tok):
     else:
         assert set(labels.tolist()) == {0, 1}
     assert next(iter(_first_batch(dm, "val").values())).shape[0] == 16
+
+
+def test_test_fraction_holds_out_one_test_split_for_every_seed(tok, tmp_path):
+    rows = [{"premise": f"a man sleeps {i}", "hypothesis": f"a dog runs {i}", "label": ["entailment", "neutral",
+             "contradiction"][i % 3]} for i in range(100)]  # fmt: skip
+    f = tmp_path / "all.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tests = []
+    for seed in (1, 2):
+        dm = NLIDataModule(train_files=[str(f)], tokenizer=tok, test_fraction=0.2, val_fraction=0.1, seed=seed)
+        splits = {s: {ex.text for ex in dm.examples(s)} for s in ("train", "val", "test")}
+        assert [len(v) for v in splits.values()] == [72, 8, 20]
+        assert not splits["train"] & splits["test"] and not splits["val"] & splits["test"]
+        assert not splits["train"] & splits["val"]
+        tests.append(splits["test"])
+    assert tests[0] == tests[1]  # the seed moves the validation hold-out, never the test split
+    with pytest.raises(DataError, match="test_fraction=0.2: .* no test_files"):
+        NLIDataModule(train_files=[str(f)], test_files=[str(f)], tokenizer=tok, test_fraction=0.2)

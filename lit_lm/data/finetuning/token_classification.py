@@ -261,6 +261,8 @@ class TokenClassificationDataModule(TaskDataModule):
         lowercase: Lowercase the text when training a tokenizer or loading a ``vocab.txt`` (see NLIDataModule).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` or ``bpe``.
         cache_dir: Where trained task tokenizers are cached.
+        test_fraction: With no ``test_files``: hold out this share of ``train_files`` as the test split, left out
+            of training and validation; the split is fixed (the same for every ``seed``). 0: none.
         extra_train_files: More training files, added to the training split only (the hold-out comes from
             ``train_files`` alone).
     """
@@ -297,10 +299,11 @@ class TokenClassificationDataModule(TaskDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         extra_train_files: list[str] | None = None,
+        test_fraction: float = 0.0,
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files, test_fraction)  # fmt: skip
         if reader not in ("auto", "conll", "two_column", "jsonl", "parquet"):
             raise DataError(f"reader must be auto, conll, two_column, jsonl or parquet, got {reader!r}")
         if tag_scheme not in ("iob1", "bio2"):
