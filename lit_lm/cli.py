@@ -37,6 +37,8 @@ _EXTRA_COMMANDS = {
     "python -m lit_lm tokenizer --help",
     "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
     "export": "write a checkpoint as a Hugging Face directory: python -m lit_lm export --help",
+    "suite": "fine-tune a checkpoint on every task, seeds x (pretrained, scratch), and tabulate: "
+    "python -m lit_lm suite --help",
 }
 
 
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         from lit_lm import commands
 
         main_of = {"tokenizer": commands.tokenizer_main, "prepare": commands.prepare_main,
-                   "export": commands.export_main}  # fmt: skip
+                   "export": commands.export_main, "suite": commands.suite_main}  # fmt: skip
         raise SystemExit(main_of[argv[0]](argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)

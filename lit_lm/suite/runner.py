@@ -1,0 +1,242 @@
+"""Fine-tune one checkpoint on many tasks, seed by seed, pretrained and from scratch: one record per run.
+
+Each run is a ``fit`` (in this process, through :class:`lit_lm.cli.LitLMCLI`, as ``python -m lit_lm fit`` would run
+the config in its directory) followed by a ``test`` of its best validation checkpoint. Its record goes into
+``<out>/records.json``, rewritten atomically after every run; a suite started again skips the runs recorded there
+and redoes, from its start, the one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_lm import __version__
+from lit_lm.config import TransformerConfig
+from lit_lm.errors import ConfigError
+from lit_lm.suite.recipes import DEFAULT_DATA_DIR, TaskRecipe, load_recipes, run_config
+
+__all__ = ["ARMS", "RecordsFile", "run_suite", "suite_plan"]
+
+log = logging.getLogger(__name__)
+ARMS = ("pretrained", "scratch")
+RECORDS = "records.json"
+
+
+class RecordsFile:
+    """``<out>/records.json``: a JSON list of run records, one per (task, arm, seed), written atomically (a
+    temporary file renamed over the old one), so a suite killed at any moment leaves the previous complete list."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        try:
+            records = json.loads(self.path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{self.path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ConfigError(f"{self.path}: expected a JSON list of run records")
+        return records
+
+    def add(self, record: dict[str, Any], order: list[str] | None = None) -> None:
+        """Replace the record of the same (task, arm, seed) or add it; tasks in ``order``, then arm, seed."""
+        key = run_key(record)
+        records = [r for r in self.load() if run_key(r) != key] + [record]
+        rank = {t: i for i, t in enumerate(order or [])}
+        records.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["task"], ARMS.index(r["arm"]), r["seed"]))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def run_key(record: dict[str, Any]) -> tuple[str, str, int]:
+    return record["task"], record["arm"], int(record["seed"])
+
+
+def _as_list(value: Any, kind: type, what: str) -> list[Any]:
+    """``"a,b"`` / ``"1,2"``, one value, or a list -> a list of ``kind``."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        return [kind(str(v).strip()) for v in items if str(v).strip()]
+    except ValueError:
+        raise ConfigError(f"{what}: expected a comma-separated list of {kind.__name__}, got {value!r}") from None
+
+
+def suite_plan(
+    recipes: dict[str, TaskRecipe], tasks: list[str], seeds: list[int], arms: list[str], fmt: str
+) -> list[tuple[TaskRecipe, str, int]]:
+    """The runs in order: task by task, and within a task seed by seed, the pretrained arm first."""
+    unknown = [t for t in tasks if t not in recipes]
+    if unknown:
+        raise ConfigError(f"unknown task(s) {unknown}; known: {', '.join(recipes)}")
+    unfit = [t for t in tasks if fmt not in recipes[t].formats]
+    if unfit:
+        raise ConfigError(f"task(s) {unfit} are not run with a{'n' if fmt == 'encoder' else ''} {fmt} checkpoint "
+                          f"(their recipes' formats); leave them out")  # fmt: skip
+    return [(recipes[t], arm, seed) for t in tasks for seed in seeds for arm in arms]
+
+
+def _architecture(checkpoint: str) -> TransformerConfig:
+    from lit_lm.tasks.pretrained import load_pretrained
+
+    return load_pretrained(checkpoint).config
+
+
+def machine() -> str:
+    from lit_lm.hardware import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def run_suite(
+    checkpoint: str,
+    tasks: str | list[str] | None = None,
+    seeds: str | int | list[int] = "1,2,3",
+    scratch: bool = False,
+    out: str = "runs/suite",
+    recipes: str | None = None,
+    data_dir: str = DEFAULT_DATA_DIR,
+    max_steps: int | None = None,
+    accelerator: str = "auto",
+    precision: str | None = None,
+    report: bool = True,
+) -> list[dict[str, Any]]:
+    """Fine-tune ``checkpoint`` on each task with each seed (and, with ``scratch``, the same network randomly
+    initialised), test each run's best validation checkpoint, and record the task's main metric.
+
+    Args:
+        checkpoint: A lit_lm ``.ckpt`` or a Hugging Face checkpoint directory. Its tokenizer reads the data of both
+            arms.
+        tasks: Task names, comma-separated (``sst2,stsb``). Default: every task of the recipes that runs with the
+            checkpoint's kind of backbone (``conll`` needs an encoder).
+        seeds: Seeds, comma-separated; each seeds the new weights, dropout, data order and validation hold-out.
+        scratch: Add the from-scratch arm: the checkpoint's architecture and tokenizer, random weights.
+        out: Directory of the suite: ``records.json``, ``table.md``, ``suite.png`` and ``runs/<task>/<arm>/seed<N>``.
+        recipes: A YAML file overriding recipe fields per task (``sst2: {max_steps: 300}``; ``all:`` for every task)
+            or adding tasks (:func:`lit_lm.suite.recipes.load_recipes`).
+        data_dir: Where the recipes' data files are (``{data_dir}/sst2/train.tsv``).
+        max_steps: Optimizer steps of every run, instead of each recipe's (a quick look; the records say it).
+        accelerator: The Trainer's accelerator (``auto``, ``cpu``, ``gpu``).
+        precision: The Trainer's precision; default: the machine's fastest (detected).
+        report: Print and write the table (and figure) when done.
+    """
+    recipe_overrides: dict[str, Any] = {}
+    if recipes is not None:
+        try:
+            recipe_overrides = yaml.safe_load(Path(recipes).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{recipes}: cannot read the recipes file ({e})") from None
+        if not isinstance(recipe_overrides, dict):
+            raise ConfigError(f"{recipes}: expected a mapping of task name -> recipe fields")
+    book = load_recipes(recipe_overrides, source=str(recipes))
+    if not Path(checkpoint).exists():
+        raise ConfigError(f"checkpoint {checkpoint} does not exist")
+    architecture = _architecture(checkpoint)
+    fmt = "decoder" if architecture.causal else "encoder"
+    task_names = _as_list(tasks, str, "tasks") or [n for n, r in book.items() if fmt in r.formats]
+    seed_list = _as_list(seeds, int, "seeds")
+    if not seed_list:
+        raise ConfigError("seeds: give at least one seed")
+    arms = ["pretrained", "scratch"] if scratch else ["pretrained"]
+    plan = suite_plan(book, task_names, seed_list, arms, fmt)
+
+    out_dir = Path(out)
+    records = RecordsFile(out_dir / RECORDS)
+    done = {run_key(r): r for r in records.load()}
+    others = {r.get("checkpoint") for r in done.values()} - {str(checkpoint)}
+    if others:
+        raise ConfigError(f"{records.path} holds runs of another checkpoint ({sorted(others)[0]}); give this suite "
+                          "its own --out")  # fmt: skip
+    todo = [(r, arm, seed) for r, arm, seed in plan if (r.name, arm, seed) not in done]
+    print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
+          f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {records.path}, {len(todo)} to run", flush=True)
+    walls: list[float] = []
+    for i, (recipe, arm, seed) in enumerate(todo, 1):
+        run_dir = out_dir / "runs" / recipe.name / arm / f"seed{seed}"
+        config = run_config(recipe, checkpoint, architecture, arm, seed, run_dir, data_dir, max_steps,
+                            {"accelerator": accelerator, **({"precision": precision} if precision else {})})
+        record = run_one(recipe, config, run_dir)
+        record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
+                      checkpoint=str(checkpoint), format=fmt, max_steps_override=max_steps)  # fmt: skip
+        records.add(record, order=task_names)
+        walls.append(record["wall_s"])
+        eta = statistics.mean(walls) * (len(todo) - i)
+        print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {recipe.name} seed {seed} {arm}: "
+              f"{100 * record['value']:.1f} {record['metric']}, {record['wall_s']:.0f} s "
+              f"(run {i}/{len(todo)}, ETA {_duration(eta)})", flush=True)  # fmt: skip
+    final = records.load()
+    if report:
+        from lit_lm.suite.report import write_report
+
+        print(write_report(out_dir), flush=True)
+    return final
+
+
+def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """``fit`` ``config`` in a fresh ``run_dir``, then test its best validation checkpoint; the measurements."""
+    from lit_lm import console
+    from lit_lm.callbacks import TokenThroughputMonitor
+    from lit_lm.cli import LitLMCLI
+    from lit_lm.serialization import checkpoints_trusted
+
+    if checkpoints_trusted():  # --trust_checkpoint of the suite holds in its runs
+        config = {**config, "trust_checkpoint": True}
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again from nothing
+    run_dir.mkdir(parents=True)
+    config_file = run_dir / "suite_config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    t0 = time.perf_counter()
+    with console.quiet("fit"):
+        cli = LitLMCLI(args=["fit", "--config", str(config_file)])
+        fit_s = time.perf_counter() - t0
+        trainer, datamodule = cli.trainer, cli.datamodule
+        metric = getattr(datamodule, "main_metric", None) or "acc"
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # the per-run test table: noise here
+            results = trainer.test(cli.model, datamodule=datamodule, ckpt_path="best", verbose=False)
+    value = results[0].get(f"test/{metric}") if results else None
+    if value is None:
+        logged = sorted(results[0]) if results else []
+        raise ConfigError(f"{recipe.name}: the test logged no test/{metric} (logged: {logged})")
+    tokens = next((cb.tokens_seen for cb in trainer.callbacks if isinstance(cb, TokenThroughputMonitor)), None)
+    record = {
+        "metric": metric,
+        "value": float(value),
+        "steps": int(trainer.global_step),
+        "tokens": tokens,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "fit_s": round(fit_s, 1),
+        "machine": machine(),
+        "precision": str(trainer.precision),
+        "lit_lm": __version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    del cli, trainer, datamodule
+    gc.collect()
+    return record
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
