@@ -155,8 +155,10 @@ def suite_main(argv: list[str] | None = None) -> int:
                          "and <out>/suite.png.")  # fmt: skip
         parser.add_argument("--out", type=str, default="runs/suite", help="The suite's directory.")
         parser.add_argument("--figure", type=bool, default=True, help="Draw suite.png (needs matplotlib).")
+        parser.add_argument("--records", type=str | None, default=None,
+                            help="The records file (default: <out>/records.json).")  # fmt: skip
         config = parser.parse_args(argv[1:])
-        return _run(lambda: print(write_report(config.out, config.figure)) or 0)
+        return _run(lambda: print(write_report(config.out, config.figure, config.records)) or 0)
     parser = _parser(
         "suite",
         "Fine-tune one checkpoint on many tasks with several seeds (and with --scratch the same network from "

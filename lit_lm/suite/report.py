@@ -117,13 +117,15 @@ def plot(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return out
 
 
-def write_report(out: str | Path, figure: bool = True) -> str:
-    """Read ``<out>/records.json``, write ``<out>/table.md`` and (``figure``, with matplotlib) ``<out>/suite.png``;
-    return the table."""
+def write_report(out: str | Path, figure: bool = True, records: str | Path | None = None) -> str:
+    """Read ``records`` (default ``<out>/records.json``), write ``<out>/table.md`` and (``figure``, with matplotlib)
+    ``<out>/suite.png``; return the table."""
     out = Path(out)
-    records = RecordsFile(out / RECORDS).load()
+    source = Path(records) if records is not None else out / RECORDS
+    records = RecordsFile(source).load()
     if not records:
-        return f"{out / RECORDS}: no runs recorded yet"
+        return f"{source}: no runs recorded yet"
+    out.mkdir(parents=True, exist_ok=True)
     text = table(records)
     (out / "table.md").write_text(text + "\n")
     if figure:

@@ -118,6 +118,7 @@ def run_suite(
     accelerator: str = "auto",
     precision: str | None = None,
     report: bool = True,
+    records: str | None = None,
 ) -> list[dict[str, Any]]:
     """Fine-tune ``checkpoint`` on each task with each seed (and, with ``scratch``, the same network randomly
     initialised), test each run's best validation checkpoint, and record the task's main metric.
@@ -137,6 +138,7 @@ def run_suite(
         accelerator: The Trainer's accelerator (``auto``, ``cpu``, ``gpu``).
         precision: The Trainer's precision; default: the machine's fastest (detected).
         report: Print and write the table (and figure) when done.
+        records: The records file (default ``<out>/records.json``), e.g. a tracked file that outlives ``out``.
     """
     recipe_overrides: dict[str, Any] = {}
     if recipes is not None:
@@ -159,15 +161,15 @@ def run_suite(
     plan = suite_plan(book, task_names, seed_list, arms, fmt)
 
     out_dir = Path(out)
-    records = RecordsFile(out_dir / RECORDS)
-    done = {run_key(r): r for r in records.load()}
+    store = RecordsFile(records or out_dir / RECORDS)
+    done = {run_key(r): r for r in store.load()}
     others = {r.get("checkpoint") for r in done.values()} - {str(checkpoint)}
     if others:
-        raise ConfigError(f"{records.path} holds runs of another checkpoint ({sorted(others)[0]}); give this suite "
+        raise ConfigError(f"{store.path} holds runs of another checkpoint ({sorted(others)[0]}); give this suite "
                           "its own --out")  # fmt: skip
     todo = [(r, arm, seed) for r, arm, seed in plan if (r.name, arm, seed) not in done]
     print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
-          f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {records.path}, {len(todo)} to run", flush=True)
+          f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)
     walls: list[float] = []
     for i, (recipe, arm, seed) in enumerate(todo, 1):
         run_dir = out_dir / "runs" / recipe.name / arm / f"seed{seed}"
@@ -176,17 +178,17 @@ def run_suite(
         record = run_one(recipe, config, run_dir)
         record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
                       checkpoint=str(checkpoint), format=fmt, max_steps_override=max_steps)  # fmt: skip
-        records.add(record, order=task_names)
+        store.add(record, order=list(book))
         walls.append(record["wall_s"])
         eta = statistics.mean(walls) * (len(todo) - i)
         print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {recipe.name} seed {seed} {arm}: "
               f"{100 * record['value']:.1f} {record['metric']}, {record['wall_s']:.0f} s "
               f"(run {i}/{len(todo)}, ETA {_duration(eta)})", flush=True)  # fmt: skip
-    final = records.load()
+    final = store.load()
     if report:
         from lit_lm.suite.report import write_report
 
-        print(write_report(out_dir), flush=True)
+        print(write_report(out_dir, records=store.path), flush=True)
     return final
 
 

@@ -119,6 +119,15 @@ def test_a_column_mapped_custom_file_with_a_bad_label_names_its_line(tok, tmp_pa
         dm.setup("fit")
 
 
+
+def test_a_stray_tab_in_a_tsv_row_is_named_not_read_as_the_next_cell(tok, tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\na fine film\t1\na dull\tfilm\t0\n")  # line 3: a tab inside the text
+    dm = TextClassificationDataModule(task="sst2", train_files=[str(path)], val_files=[str(path)], tokenizer=tok)
+    with pytest.raises(DataError, match=r"train.tsv:3: found 3 tab-separated cells, the header \(line 1\) has 2"):
+        dm.setup("fit")
+
+
 def test_a_parquet_file_from_the_hub_loads_as_it_is(tok, tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

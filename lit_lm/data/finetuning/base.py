@@ -280,8 +280,7 @@ class TaskDataModule(ResumableDataModule):
         if split not in self.datasets:
             dataset = self._tokenize(self.examples(split), split)
             self.datasets[split] = dataset
-            truncated = dataset.n_truncated if hasattr(dataset, "n_truncated") else dataset.encoded.n_truncated
-            self.stats[split]["truncated"] = truncated
+            self.stats[split]["truncated"] = dataset.n_truncated
         return self.datasets[split]
 
     def _loader(self, ds: Any, train: bool) -> DataLoader:

@@ -293,6 +293,11 @@ class MultipleChoiceDataset(Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_choices = num_choices
 
+    @property
+    def n_truncated(self) -> int:
+        """Sequences cut to fit ``max_seq_length`` (what the DataModule's ``stats`` report)."""
+        return self.encoded.n_truncated
+
     def __len__(self) -> int:
         return len(self.labels)
 

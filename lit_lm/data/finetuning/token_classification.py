@@ -41,7 +41,7 @@ from lit_lm.data.finetuning.conll import (
     read_tagged,
     write_conll,
 )
-from lit_lm.data.finetuning.encoding import EncodedSequences, _pad
+from lit_lm.data.finetuning.encoding import EncodedSequences, pad_batch
 from lit_lm.errors import DataError
 
 __all__ = ["TokenClassificationCollator", "TokenClassificationDataModule", "TokenClassificationDataset",
@@ -172,6 +172,11 @@ class TokenClassificationDataset(Dataset):
         self.encoded, self.labels, self.word_starts = encoded, labels, word_starts
         self.sentence_index, self.window_index = sentence_index, window_index
 
+    @property
+    def n_truncated(self) -> int:
+        """Sequences cut to fit ``max_seq_length`` (what the DataModule's ``stats`` report)."""
+        return self.encoded.n_truncated
+
     def __len__(self) -> int:
         return len(self.encoded)
 
@@ -203,7 +208,7 @@ class TokenClassificationCollator:
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         seqs = [it["input_ids"] for it in items]
-        ids, mask, types = _pad(seqs, [len(s) for s in seqs], self.pad_id)
+        ids, mask, types = pad_batch(seqs, [len(s) for s in seqs], self.pad_id)
         labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
         starts = np.zeros(ids.shape, dtype=bool)
         for i, it in enumerate(items):
