@@ -332,6 +332,13 @@ class TokenClassificationDataModule(TaskDataModule):
             self._label_names = default_labels(train)
         return self._label_names
 
+    def adopt_model_labels(self, names: Sequence[str]) -> None:
+        """Tag with a trained model's labels where this DataModule has none of its own: no ``labels`` and no
+        training files, only files to test or predict (``test --ckpt_path``). A tag of those files outside the
+        model's labels is then a :class:`DataError` naming its line."""
+        if self._given_labels is None and self.train_files is None and self.test_files is not None:
+            self._label_names = check_label_names(list(names))
+
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
