@@ -184,7 +184,8 @@ def test_the_task_checks_the_data_once(tok_path, tmp_path):
     dm = TokenClassificationDataModule(tokenizer=tok_path, test_files=[str(test_file)], reader="two_column",
                                        tag_scheme="bio2")  # fmt: skip
     TokenClassification(label_names=["O", "B-X", "I-X"])._resolve_data_settings(dm)
-    assert dm.label_names == ["O", "B-X", "I-X"] and [list(s.tags) for s in dm.examples("test")] == [["B-X", "I-X", "O"]]
+    assert dm.label_names == ["O", "B-X", "I-X"]
+    assert [list(s.tags) for s in dm.examples("test")] == [["B-X", "I-X", "O"]]
     other = TokenClassificationDataModule(tokenizer=tok_path, test_files=[str(test_file)], reader="two_column",
                                           tag_scheme="bio2")  # fmt: skip
     TokenClassification(label_names=["O", "B-Y", "I-Y"])._resolve_data_settings(other)
