@@ -157,7 +157,7 @@ def suite_main(argv: list[str] | None = None) -> int:
         parser.add_argument("--figure", type=bool, default=True, help="Draw suite.png (needs matplotlib).")
         parser.add_argument("--records", type=str | None, default=None,
                             help="The records file (default: <out>/records.json).")  # fmt: skip
-        config = parser.parse_args(argv[1:])
+        config = parser.parse_args(_bare_flags(argv[1:], ("--figure",)))
         return _run(lambda: print(write_report(config.out, config.figure, config.records)) or 0)
     parser = _parser(
         "suite",

@@ -88,8 +88,8 @@ def test_the_two_arms_differ_only_in_the_initial_weights(tmp_path):
     pre, scr = (configs[a]["model"]["init_args"] for a in ("pretrained", "scratch"))
     assert pre["init_from"] == "ckpt/last.ckpt" and scr["init_from"] is None
     rebuilt = TransformerConfig.from_name(scr["preset"], **scr["config"], vocab_size=1000)
-    assert rebuilt.replace(name=arch.name) == arch  # the scratch arm builds the checkpoint's network
-    assert {k: v for k, v in pre.items() if k != "init_from"} == {
+    assert rebuilt.replace(name=arch.name, **pre["config"]) == arch.replace(**pre["config"])  # the checkpoint's
+    assert {k: v for k, v in pre.items() if k not in ("init_from", "config")} == {
         k: v for k, v in scr.items() if k not in ("init_from", "preset", "config")
     }
     for arm in ("pretrained", "scratch"):
@@ -100,6 +100,15 @@ def test_the_two_arms_differ_only_in_the_initial_weights(tmp_path):
         assert trainer["max_steps"] == 40 and trainer["val_check_interval"] == 40
         assert configs[arm]["seed_everything"] == 3
     assert pre["lm_loss_weight"] == 0.5  # GPT-1's auxiliary LM loss for a decoder
+    assert pre["config"] == {"dropout": 0.1, "attention_dropout": 0.1}  # the recipe's, in both arms
+    assert scr["config"]["dropout"] == scr["config"]["attention_dropout"] == 0.1
+    # an override of what may change reaches both arms; an architecture change is refused
+    tuned = RECIPES["sst2"].replace(model={"config": {"attention_dropout": 0.0}})
+    for arm in ("pretrained", "scratch"):
+        config = run_config(tuned, "c.ckpt", arch, arm, 1, tmp_path, "/data")["model"]["init_args"]["config"]
+        assert (config["dropout"], config["attention_dropout"]) == (0.1, 0.0)
+    with pytest.raises(ConfigError, match="may change only .* not \\['n_layer'\\]"):
+        run_config(RECIPES["sst2"].replace(model={"config": {"n_layer": 2}}), "c.ckpt", arch, "scratch", 1, tmp_path)
 
 
 def test_records_are_written_atomically(tmp_path, monkeypatch):
@@ -133,6 +142,14 @@ def test_report_table_pairs_seeds_and_macro_averages():
     assert "0.0 ± 1.4 ✗" in row_b
     macro = next(line for line in lines if "macro average" in line)
     assert "66.5 ± 2.1" in macro and "4.5 ± 0.0" in macro  # per seed: (80+50)/2, (84+52)/2 vs (70+51)/2, (76+51)/2
+
+    # arms with different seeds: only the seeds both have are paired, in the task rows and in the macro average
+    shifted = [rec("a", "pretrained", 1, 0.80), rec("a", "pretrained", 2, 0.90), rec("a", "scratch", 2, 0.90),
+               rec("a", "scratch", 3, 0.10), rec("b", "pretrained", 1, 0.5), rec("b", "pretrained", 2, 0.5),
+               rec("b", "scratch", 2, 0.5), rec("b", "scratch", 3, 0.5)]  # fmt: skip
+    lines = table(shifted).splitlines()
+    assert "| 0.0 ✗ |" in next(line for line in lines if line.startswith("| A |"))
+    assert next(line for line in lines if "macro average" in line).endswith("| 0.0 |")  # seed 2 alone
 
 
 @pytest.mark.slow
@@ -192,8 +209,41 @@ def test_a_killed_suite_restarts_to_the_same_records(pretrained, tiny_tasks, tmp
     assert write_report(out, figure=False).count("| SST-2 |") == 1
 
 
-def test_suite_refuses_a_task_its_backbone_cannot_run(pretrained, tmp_path):
+def test_suite_refuses_what_it_cannot_run_before_the_first_run(pretrained, tmp_path):
+    gpt = str(pretrained["gpt"])
     with pytest.raises(ConfigError, match=r"\['conll'\] are not run with a decoder"):
-        run_suite(str(pretrained["gpt"]), tasks="conll", out=str(tmp_path))
+        run_suite(gpt, tasks="conll", out=str(tmp_path))
     with pytest.raises(ConfigError, match="unknown task"):
-        run_suite(str(pretrained["gpt"]), tasks="glue", out=str(tmp_path))
+        run_suite(gpt, tasks="glue", out=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"4 data file\(s\) missing \(sst2: nowhere/sst2/train.tsv; "):
+        run_suite(gpt, tasks="sst2,stsb", data_dir="nowhere", out=str(tmp_path))
+    RecordsFile(tmp_path / "records.json").add({"task": "sst2", "arm": "pretrained", "seed": 1, "value": 0.5,
+                                                "checkpoint": gpt, "checkpoint_fingerprint": "0123"})  # fmt: skip
+    data = tmp_path / "data" / "sst2"
+    data.mkdir(parents=True)
+    (data / "train.tsv").touch()
+    (data / "dev.tsv").touch()
+    with pytest.raises(ConfigError, match="holds runs of another checkpoint"):  # the same path, other weights
+        run_suite(gpt, tasks="sst2", data_dir=str(data.parent), out=str(tmp_path))
+
+
+def test_a_run_is_known_by_its_config_and_claimed_by_one_suite(tmp_path):
+    arch = TransformerConfig.from_name("bert-mini", vocab_size=100)
+
+    def digest(**kw):
+        args = {"recipe": RECIPES["sst2"], "checkpoint": "c", "architecture": arch, "arm": "scratch", "seed": 1,
+                "run_dir": tmp_path / "a", **kw}  # fmt: skip
+        return suite_runner.config_digest(run_config(**args))
+
+    assert digest() == digest(run_dir=tmp_path / "elsewhere")  # the directory is not the run
+    assert len({digest(), digest(max_steps=5), digest(seed=2), digest(arm="pretrained")}) == 4
+    run_dir = tmp_path / "sst2" / "pretrained" / "seed1"
+    with suite_runner.claimed(run_dir) as holder:
+        assert holder is None
+        with suite_runner.claimed(run_dir) as second:  # a second suite on the same records: not this run
+            assert second == f"{suite_runner.socket.gethostname()} {suite_runner.os.getpid()}"
+    claim = run_dir.with_name("seed1.claim")
+    assert not claim.exists()
+    claim.write_text(f"{suite_runner.socket.gethostname()} 999999999")  # a suite that was killed
+    with suite_runner.claimed(run_dir) as holder:
+        assert holder is None

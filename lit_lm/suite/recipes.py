@@ -15,6 +15,7 @@ from typing import Any
 
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import ConfigError
+from lit_lm.tasks.pretrained import TUNABLE_FIELDS
 
 __all__ = ["DEFAULT_DATA_DIR", "RECIPES", "TaskRecipe", "load_recipes", "run_config"]
 
@@ -44,6 +45,8 @@ class TaskRecipe:
         batch_size: Examples per step.
         max_seq_length: Longest sequence (lowered to the checkpoint's ``n_positions`` when that is shorter).
         val_check_interval: Steps between validations (the best validation checkpoint is the one tested).
+        dropout: Dropout on the embeddings, residual branches and attention probabilities of both arms (the
+            checkpoint's own may be 0: pretraining runs on a small budget often turn it off); None: the checkpoint's.
     """
 
     name: str
@@ -61,6 +64,7 @@ class TaskRecipe:
     batch_size: int = 32
     max_seq_length: int = 128
     val_check_interval: int = 100
+    dropout: float | None = 0.1
 
     def replace(self, **changes: Any) -> TaskRecipe:
         """A copy with ``changes``; ``data`` / ``model`` / ``decoder_model`` are merged key by key."""
@@ -184,11 +188,20 @@ def run_config(
         "warmup_steps": recipe.warmup_steps,
         "lr_schedule": "linear",
     }
+    # what may differ from the checkpoint's config (dropout, the attention backend), the same in both arms
+    tuned = dict(model.pop("config", None) or {})
+    if recipe.dropout is not None:
+        tuned = {"dropout": recipe.dropout, "attention_dropout": recipe.dropout, **tuned}
+    changed = sorted(set(tuned) - set(TUNABLE_FIELDS))
+    if changed:
+        raise ConfigError(f"task {recipe.name!r}: model.config may change only {list(TUNABLE_FIELDS)} of the "
+                          f"checkpoint's architecture (both arms share it), not {changed}")  # fmt: skip
     if arm == "pretrained":
-        model["init_from"] = str(checkpoint)
+        model.update(init_from=str(checkpoint), config=tuned)
     else:  # the same network, new weights: every architecture field of the checkpoint, none of its tensors
         arch = {k: v for k, v in architecture.to_dict().items() if k not in ("name", "vocab_size")}
-        model.update(init_from=None, preset="gpt-mini" if architecture.causal else "bert-mini", config=arch)
+        model.update(init_from=None, preset="gpt-mini" if architecture.causal else "bert-mini",
+                     config={**arch, **tuned})  # fmt: skip
     data = {k: _files(v, data_dir) for k, v in recipe.data.items()}
     data.update(tokenizer=str(checkpoint), format=fmt, seed=seed, batch_size=recipe.batch_size,
                 max_seq_length=min(recipe.max_seq_length, architecture.n_positions))  # fmt: skip

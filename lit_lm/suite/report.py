@@ -36,11 +36,11 @@ def _tasks(records: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["task"] for r in records))
 
 
-def _macro(records: Sequence[dict[str, Any]], tasks: list[str], arm: str) -> list[float]:
-    """Per seed that every task has in ``arm``: the mean over tasks of the main metric (x 100)."""
+def _macro(records: Sequence[dict[str, Any]], tasks: list[str], arm: str) -> dict[int, float]:
+    """Seed -> the mean over tasks of the main metric (x 100), for the seeds that every task has in ``arm``."""
     per_task = [_by(records, t, arm) for t in tasks]
     seeds = set.intersection(*(set(p) for p in per_task)) if per_task else set()
-    return [statistics.mean(p[s] for p in per_task) for s in sorted(seeds)]
+    return {s: statistics.mean(p[s] for p in per_task) for s in sorted(seeds)}
 
 
 def table(records: Sequence[dict[str, Any]]) -> str:
@@ -63,12 +63,13 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         rows.append(row)
     if len(tasks) > 1:
         pre_macro = _macro(records, tasks, "pretrained")
-        row = ["**macro average**", "mean of the tasks", _summary(pre_macro), f"{len(pre_macro)} common"]
+        scr_macro = _macro(records, tasks, "scratch") if has_scratch else {}
+        common = sorted(set(pre_macro) | set(scr_macro))
+        row = ["**macro average**", "mean of the tasks", _summary(list(pre_macro.values())),
+               ", ".join(str(s) for s in common) or "none common"]  # fmt: skip
         if has_scratch:
-            scr_macro = _macro(records, tasks, "scratch")
-            paired = [p - s for p, s in zip(pre_macro, scr_macro, strict=False)] if len(pre_macro) == len(
-                scr_macro) else []  # fmt: skip
-            row += [_summary(scr_macro), _summary(paired)]
+            paired = [pre_macro[s] - scr_macro[s] for s in sorted(set(pre_macro) & set(scr_macro))]
+            row += [_summary(list(scr_macro.values())), _summary(paired)]
         rows.append(row)
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     budget = {r.get("max_steps_override") for r in records} - {None}
@@ -99,10 +100,11 @@ def plot(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     width = 0.8 / len(arms)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(tasks) + 1.5), 3.6))
     for i, arm in enumerate(arms):
-        values = [list(_by(records, t, arm).values()) for t in tasks]
-        means = [statistics.mean(v) if v else 0.0 for v in values]
-        errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-        xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(tasks))]
+        values = {j: list(_by(records, t, arm).values()) for j, t in enumerate(tasks)}
+        shown = [j for j, v in values.items() if v]  # a task without runs of this arm has no bar (not a bar at 0)
+        means = [statistics.mean(values[j]) for j in shown]
+        errors = [statistics.stdev(values[j]) if len(values[j]) > 1 else 0.0 for j in shown]
+        xs = [j + (i - (len(arms) - 1) / 2) * width for j in shown]
         ax.bar(xs, means, width, yerr=errors, capsize=3, label=arm, color=("tab:blue", "tab:gray")[i])
     titles = [next(r.get("title", t) for r in records if r["task"] == t) for t in tasks]
     ax.set_xticks(range(len(tasks)), titles, rotation=30, ha="right")

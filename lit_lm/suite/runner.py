@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import gc
+import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
+import socket
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +41,9 @@ RECORDS = "records.json"
 
 
 class RecordsFile:
-    """``<out>/records.json``: a JSON list of run records, one per (task, arm, seed), written atomically (a
-    temporary file renamed over the old one), so a suite killed at any moment leaves the previous complete list."""
+    """``<out>/records.json``: a JSON list of run records, one per (task, arm, seed). Each change is a locked
+    read-modify-write (suites sharing the file add their records, none lost) of a complete new file, flushed to
+    disk and renamed over the old one, so a suite killed at any moment leaves the previous complete list."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -53,16 +59,99 @@ class RecordsFile:
             raise ConfigError(f"{self.path}: expected a JSON list of run records")
         return records
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def add(self, record: dict[str, Any], order: list[str] | None = None) -> None:
         """Replace the record of the same (task, arm, seed) or add it; tasks in ``order``, then arm, seed."""
         key = run_key(record)
-        records = [r for r in self.load() if run_key(r) != key] + [record]
-        rank = {t: i for i, t in enumerate(order or [])}
-        records.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["task"], ARMS.index(r["arm"]), r["seed"]))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(records, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        with self._locked():
+            records = [r for r in self.load() if run_key(r) != key] + [record]
+            rank = {t: i for i, t in enumerate(order or [])}
+            records.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["task"], ARMS.index(r["arm"]), r["seed"]))
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp",
+                                             delete=False) as tmp:  # fmt: skip
+                tmp.write(json.dumps(records, indent=1) + "\n")
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            try:
+                os.replace(tmp.name, self.path)
+            except BaseException:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path) -> Iterator[str | None]:
+    """Claim ``run_dir`` for this process (``<run_dir>.claim``, created exclusively): ``None`` when claimed, else
+    who holds it (another suite on this records file is running that run). A claim of a process that is gone is
+    taken over; the claim is released when the block ends."""
+    claim = run_dir.with_name(run_dir.name + ".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = claim.read_text().strip() if claim.is_file() else ""
+            host, _, pid = owner.partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                claim.unlink(missing_ok=True)  # left by a killed suite
+                continue
+            yield owner or "another suite"
+            return
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        try:
+            yield None
+        finally:
+            claim.unlink(missing_ok=True)
+        return
+    yield "another suite"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """What makes two runs the same run: their config (budget, recipe, data, seed, precision), not their directory."""
+    trainer = {k: v for k, v in config.get("trainer", {}).items() if k != "default_root_dir"}
+    same = {**config, "trainer": trainer}
+    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """A digest of the checkpoint's bytes (a ``.ckpt``; or a Hugging Face directory's config, weights and
+    tokenizer files): the same name after more pretraining is another checkpoint."""
+    p = Path(path)
+    if p.is_file():
+        files = [p]
+    else:
+        names = ("config.json", "tokenizer.json", "vocab.txt")
+        files = sorted(f for f in p.iterdir() if f.is_file() and (f.name in names or f.suffix == ".safetensors"))
+        if not any(f.suffix == ".safetensors" for f in files):
+            files += [f for f in (p / "pytorch_model.bin",) if f.is_file()]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def run_key(record: dict[str, Any]) -> tuple[str, str, int]:
@@ -94,16 +183,37 @@ def suite_plan(
     return [(recipes[t], arm, seed) for t in tasks for seed in seeds for arm in arms]
 
 
+def _check_data_files(plan: list[tuple[TaskRecipe, str, int]], data_dir: str) -> None:
+    """Every data file of the planned tasks, checked before the first run (not hours later, at its task's turn)."""
+    missing = []
+    for recipe in dict.fromkeys(r for r, _, _ in plan):
+        for value in recipe.data.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and item.startswith("{data_dir}/"):
+                    path = Path(data_dir) / item.removeprefix("{data_dir}/")
+                    if not path.exists():
+                        missing.append(f"{recipe.name}: {path}")
+    if missing:
+        shown = "; ".join(missing[:4]) + ("; ..." if len(missing) > 4 else "")
+        raise ConfigError(f"{len(missing)} data file(s) missing ({shown}); set --data_dir, or leave those tasks out")
+
+
 def _architecture(checkpoint: str) -> TransformerConfig:
     from lit_lm.tasks.pretrained import load_pretrained
 
     return load_pretrained(checkpoint).config
 
 
-def machine() -> str:
+def machine(accelerator: str = "cpu") -> str:
+    """The CPU, and the GPU where the run used one."""
     from lit_lm.hardware import cpu_name
 
-    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+    cpu = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+    if accelerator in ("cuda", "gpu"):
+        import torch
+
+        return f"{torch.cuda.get_device_name()} x {torch.cuda.device_count()} ({cpu})"
+    return cpu
 
 
 def run_suite(
@@ -153,35 +263,52 @@ def run_suite(
         raise ConfigError(f"checkpoint {checkpoint} does not exist")
     architecture = _architecture(checkpoint)
     fmt = "decoder" if architecture.causal else "encoder"
-    task_names = _as_list(tasks, str, "tasks") or [n for n, r in book.items() if fmt in r.formats]
-    seed_list = _as_list(seeds, int, "seeds")
+    task_names = list(dict.fromkeys(_as_list(tasks, str, "tasks"))) or [n for n, r in book.items() if fmt in r.formats]
+    seed_list = list(dict.fromkeys(_as_list(seeds, int, "seeds")))
     if not seed_list:
         raise ConfigError("seeds: give at least one seed")
     arms = ["pretrained", "scratch"] if scratch else ["pretrained"]
     plan = suite_plan(book, task_names, seed_list, arms, fmt)
 
+    _check_data_files(plan, data_dir)
     out_dir = Path(out)
     store = RecordsFile(records or out_dir / RECORDS)
-    done = {run_key(r): r for r in store.load()}
-    others = {r.get("checkpoint") for r in done.values()} - {str(checkpoint)}
+    fingerprint = checkpoint_fingerprint(checkpoint)
+    others = {r.get("checkpoint_fingerprint") for r in store.load()} - {fingerprint}
     if others:
-        raise ConfigError(f"{store.path} holds runs of another checkpoint ({sorted(others)[0]}); give this suite "
-                          "its own --out")  # fmt: skip
-    todo = [(r, arm, seed) for r, arm, seed in plan if (r.name, arm, seed) not in done]
+        raise ConfigError(f"{store.path} holds runs of another checkpoint than {checkpoint} (fingerprint "
+                          f"{fingerprint}, recorded: {sorted(map(str, others))[0]}); give this suite its own --out "
+                          "(or --records)")  # fmt: skip
+    trainer = {"accelerator": accelerator, **({"precision": precision} if precision else {})}
+    runs = []
+    for recipe, arm, seed in plan:
+        run_dir = out_dir / "runs" / recipe.name / arm / f"seed{seed}"
+        config = run_config(recipe, checkpoint, architecture, arm, seed, run_dir, data_dir, max_steps, trainer)
+        runs.append((recipe, arm, seed, run_dir, config, config_digest(config)))
+
+    def recorded(task: str, arm: str, seed: int, digest: str) -> bool:
+        return any(run_key(r) == (task, arm, seed) and r.get("config_digest") == digest for r in store.load())
+
+    todo = [run for run in runs if not recorded(run[0].name, run[1], run[2], run[5])]
     print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
           f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)
     walls: list[float] = []
-    for i, (recipe, arm, seed) in enumerate(todo, 1):
-        run_dir = out_dir / "runs" / recipe.name / arm / f"seed{seed}"
-        config = run_config(recipe, checkpoint, architecture, arm, seed, run_dir, data_dir, max_steps,
-                            {"accelerator": accelerator, **({"precision": precision} if precision else {})})
-        record = run_one(recipe, config, run_dir)
-        record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
-                      checkpoint=str(checkpoint), format=fmt, max_steps_override=max_steps)  # fmt: skip
-        store.add(record, order=list(book))
+    for i, (recipe, arm, seed, run_dir, config, digest) in enumerate(todo, 1):
+        what = f"{recipe.name} seed {seed} {arm}"
+        if recorded(recipe.name, arm, seed, digest):  # by another suite sharing the records, meanwhile
+            continue
+        with claimed(run_dir) as holder:
+            if holder is not None:
+                print(f"{what}: being run by {holder}; left to it", flush=True)
+                continue
+            record = run_one(recipe, config, run_dir)
+            record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
+                          checkpoint=str(checkpoint), checkpoint_fingerprint=fingerprint, format=fmt,
+                          max_steps_override=max_steps, config_digest=digest)  # fmt: skip
+            store.add(record, order=list(book))
         walls.append(record["wall_s"])
         eta = statistics.mean(walls) * (len(todo) - i)
-        print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {recipe.name} seed {seed} {arm}: "
+        print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {what}: "
               f"{100 * record['value']:.1f} {record['metric']}, {record['wall_s']:.0f} s "
               f"(run {i}/{len(todo)}, ETA {_duration(eta)})", flush=True)  # fmt: skip
     final = store.load()
@@ -225,7 +352,7 @@ def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[s
         "tokens": tokens,
         "wall_s": round(time.perf_counter() - t0, 1),
         "fit_s": round(fit_s, 1),
-        "machine": machine(),
+        "machine": machine(type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()),
         "precision": str(trainer.precision),
         "lit_lm": __version__,
         "date": datetime.date.today().isoformat(),

@@ -390,6 +390,9 @@ class MultipleChoiceDataModule(TaskDataModule):
             comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
     """
 
+    #: What the best checkpoint is selected by (``val/acc``) and the results report, as for the other families.
+    main_metric = "acc"
+
     def __init__(
         self,
         train_files: list[str] | None = None,
