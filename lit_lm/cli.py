@@ -368,7 +368,7 @@ def _print_generations(predictions: object) -> None:
                 print(f"\n>>> {text}", flush=True)
 
 
-def _user_error(exc: BaseException) -> BaseException | None:
+def user_error(exc: BaseException) -> BaseException | None:
     """lit_lm's own error behind ``exc`` (jsonargparse wraps errors raised while instantiating classes)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         with console.quiet(argv[0] if argv else None):  # Lightning's known noise, for this command only
             LitLMCLI(args=argv if explicit else None)
     except Exception as e:
-        error = _user_error(e)
+        error = user_error(e)
         if error is None:
             raise
         print(f"lit_lm: error: {error}", file=sys.stderr)

@@ -217,12 +217,17 @@ def test_suite_refuses_what_it_cannot_run_before_the_first_run(pretrained, tmp_p
         run_suite(gpt, tasks="glue", out=str(tmp_path))
     with pytest.raises(ConfigError, match=r"4 data file\(s\) missing \(sst2: nowhere/sst2/train.tsv; "):
         run_suite(gpt, tasks="sst2,stsb", data_dir="nowhere", out=str(tmp_path))
-    RecordsFile(tmp_path / "records.json").add({"task": "sst2", "arm": "pretrained", "seed": 1, "value": 0.5,
-                                                "checkpoint": gpt, "checkpoint_fingerprint": "0123"})  # fmt: skip
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({"sst2": {"data": {"val_fraction": 1.5}}}))
     data = tmp_path / "data" / "sst2"
     data.mkdir(parents=True)
     (data / "train.tsv").touch()
     (data / "dev.tsv").touch()
+    with pytest.raises(ConfigError, match=r"1 run config\(s\) cannot run: sst2: val_fraction must be in \(0, 1\)"):
+        run_suite(gpt, tasks="sst2", recipes=str(broken), data_dir=str(data.parent), out=str(tmp_path / "b"))
+    assert not (tmp_path / "b").exists()  # refused before any run
+    RecordsFile(tmp_path / "records.json").add({"task": "sst2", "arm": "pretrained", "seed": 1, "value": 0.5,
+                                                "checkpoint": gpt, "checkpoint_fingerprint": "0123"})  # fmt: skip
     with pytest.raises(ConfigError, match="holds runs of another checkpoint"):  # the same path, other weights
         run_suite(gpt, tasks="sst2", data_dir=str(data.parent), out=str(tmp_path))
 

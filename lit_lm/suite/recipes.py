@@ -120,8 +120,8 @@ RECIPES: dict[str, TaskRecipe] = {
                    task="lit_lm.tasks.MultipleChoice", max_steps=300, batch_size=16, max_seq_length=64,
                    val_check_interval=50),
         TaskRecipe("squad", "SQuAD v1.1", "lit_lm.data.QuestionAnsweringDataModule",
-                   {"train_files": [_D + "squad/dev-v1.1.json"], "test_articles": 8, "doc_stride": 64,
-                    "group_by_length": True},
+                   {"train_files": [_D + "squad/dev-v1.1.json"], "test_articles": 8, "doc_stride": 32,
+                    "max_query_length": 32, "group_by_length": True},  # windows that fit 128 positions too
                    task="lit_lm.tasks.QuestionAnswering", decoder_model={}, metric="F1", batch_size=16,
                    max_seq_length=256, val_check_interval=200),
         TaskRecipe("conll", "CoNLL-2003 NER", "lit_lm.data.TokenClassificationDataModule",

@@ -198,6 +198,36 @@ def _check_data_files(plan: list[tuple[TaskRecipe, str, int]], data_dir: str) ->
         raise ConfigError(f"{len(missing)} data file(s) missing ({shown}); set --data_dir, or leave those tasks out")
 
 
+def _check_configs(configs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Instantiate the model, data and trainer of each task and arm once (no data read, no training) before the
+    first run, so that a recipe that cannot run says so now, not at its turn hours later."""
+    from lit_lm import console
+    from lit_lm.cli import LitLMCLI, user_error
+
+    seen, problems = set(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, config in configs:
+            key = (task, config["model"]["init_args"].get("init_from") is None)
+            if key in seen:
+                continue
+            seen.add(key)
+            path = Path(tmp) / "config.yaml"
+            trial = {**config, "trainer": {**config["trainer"], "default_root_dir": str(Path(tmp) / "run")}}
+            path.write_text(yaml.safe_dump(trial, sort_keys=False))
+            try:
+                with console.quiet("fit"):
+                    LitLMCLI(args=["fit", "--config", str(path)], run=False)
+            except Exception as e:  # jsonargparse wraps what a class raises while it is instantiated
+                error = user_error(e)
+                if error is None:
+                    raise
+                problems.append(f"{task}: {error}")
+            except SystemExit:  # the parser refused a setting (and printed why)
+                problems.append(f"{task}: its config does not parse (see above)")
+    if problems:
+        raise ConfigError(f"{len(problems)} run config(s) cannot run: " + "; ".join(problems))
+
+
 def _architecture(checkpoint: str) -> TransformerConfig:
     from lit_lm.tasks.pretrained import load_pretrained
 
@@ -290,6 +320,7 @@ def run_suite(
         return any(run_key(r) == (task, arm, seed) and r.get("config_digest") == digest for r in store.load())
 
     todo = [run for run in runs if not recorded(run[0].name, run[1], run[2], run[5])]
+    _check_configs([(recipe.name, config) for recipe, _, _, _, config, _ in todo])
     print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
           f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)
     walls: list[float] = []
