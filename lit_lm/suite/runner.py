@@ -186,7 +186,7 @@ def suite_plan(
 def _check_data_files(plan: list[tuple[TaskRecipe, str, int]], data_dir: str) -> None:
     """Every data file of the planned tasks, checked before the first run (not hours later, at its task's turn)."""
     missing = []
-    for recipe in dict.fromkeys(r for r, _, _ in plan):
+    for recipe in {r.name: r for r, _, _ in plan}.values():
         for value in recipe.data.values():
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and item.startswith("{data_dir}/"):
@@ -216,7 +216,7 @@ def _check_configs(configs: list[tuple[str, dict[str, Any]]]) -> None:
             path.write_text(yaml.safe_dump(trial, sort_keys=False))
             try:
                 with console.quiet("fit"):
-                    LitLMCLI(args=["fit", "--config", str(path)], run=False)
+                    LitLMCLI(args=["--config", str(path)], run=False)  # run=False: no subcommand
             except Exception as e:  # jsonargparse wraps what a class raises while it is instantiated
                 error = user_error(e)
                 if error is None:
