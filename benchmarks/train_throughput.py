@@ -19,6 +19,12 @@ known GPUs.
     python benchmarks/train_throughput.py                        # bert-mini + gpt-mini, fp32 + bf16-mixed
     python benchmarks/train_throughput.py --size base --batch-size 8 --precision fp32 --record   # + RESULTS.md
     python benchmarks/train_throughput.py --family gpt --precision fp32 --profile   # + top ops of both sides
+    python benchmarks/train_throughput.py --compile              # + lit_lm with its backbone torch.compile'd
+
+With ``--compile`` a third side runs: lit_lm's task with the same weights and its backbone compiled in place
+(:class:`lit_lm.callbacks.CompileModel`'s ``backbone.compile``, inductor, static shapes as in this benchmark),
+timed in the same interleaved rounds; the table adds its tokens/s, the compiled/eager ratio (paired) and the first
+step's seconds (the compilation, which a short run pays once).
 """
 
 from __future__ import annotations
@@ -126,15 +132,22 @@ def sync(device: torch.device) -> None:
 
 def time_alternately(
     steps: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int
-) -> tuple[dict[str, float], dict[str, list[float]], float]:
+) -> tuple[dict[str, float], dict[str, list[float]], float, dict[str, float]]:
     """Interleaved timing, the order flipped every round (ABBA) so drifts hit both sides alike.
 
-    Returns the median seconds per step of each implementation, all samples, and the median over rounds of the
-    paired ratio ``t(transformers) / t(lit_lm)`` (robust to load that changes between rounds).
+    Returns the median seconds per step of each implementation, all samples, the median over rounds of the
+    paired ratio ``t(transformers) / t(lit_lm)`` (robust to load that changes between rounds), and the seconds of
+    each side's first step (a compiled side compiles then).
     """
-    for step in steps.values():
-        for _ in range(warmup):
+    first: dict[str, float] = {}
+    for name, step in steps.items():
+        for i in range(max(1, warmup)):
+            sync(device)
+            t0 = time.perf_counter()
             step()
+            sync(device)
+            if i == 0:
+                first[name] = time.perf_counter() - t0
     times: dict[str, list[float]] = {k: [] for k in steps}
     names = list(steps)
     for r in range(repeats):
@@ -145,7 +158,7 @@ def time_alternately(
             sync(device)
             times[name].append(time.perf_counter() - t0)
     paired = [b / a for a, b in zip(times["lit_lm"], times["transformers"], strict=True)]
-    return {k: statistics.median(v) for k, v in times.items()}, times, statistics.median(paired)
+    return {k: statistics.median(v) for k, v in times.items()}, times, statistics.median(paired), first
 
 
 # ------------------------------------------------------------------------------------------------ peaks, memory
@@ -242,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--profile", action="store_true", help="print the top ops (torch.profiler) of each side")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--compile", action="store_true", help="also time lit_lm with its backbone torch.compile'd")
     p.add_argument("--record", action="store_true",
                    help="append the table to benchmarks/RESULTS.md (a tracked file); default: print only")
     p.add_argument("--memory-probe", help=argparse.SUPPRESS)
@@ -263,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(0)
         config = model_config(family, args.size, args.dropout, args.seq_len)
         models = {impl: build(impl, family, config).to(device) for impl in IMPLS}
+        if args.compile:  # the same weights, the backbone compiled in place (CompileModel's call)
+            models["compiled"] = build("lit_lm", family, config).to(device)
+            models["compiled"].load_state_dict(models["lit_lm"].state_dict())
+            models["compiled"].backbone.compile(dynamic=False)
         flops_per_token = models["lit_lm"].flops_per_token(args.seq_len)
         for precision in args.precision:
             mixed = precision != "fp32"
@@ -271,10 +289,17 @@ def main(argv: list[str] | None = None) -> None:
                 batch_size = args.bf16_batch_size or (2 if cpu_bf16_slow else args.batch_size)
             repeats = args.repeats if not (mixed and cpu_bf16_slow) else min(args.repeats, 3)
             batch = make_batch(family, config, batch_size, args.seq_len)
-            steps = {impl: make_step(impl, family, m, batch, precision) for impl, m in models.items()}
-            sec, samples, paired = time_alternately(
+            steps = {impl: make_step("lit_lm" if impl == "compiled" else impl, family, m, batch, precision)
+                     for impl, m in models.items()}  # fmt: skip
+            sec, samples, paired, first = time_alternately(
                 steps, device, repeats, 1 if (mixed and cpu_bf16_slow) else args.warmup
             )
+            compiled = None
+            if args.compile:
+                ratios = [a / c for a, c in zip(samples["lit_lm"], samples["compiled"], strict=True)]
+                compiled = (batch_size * args.seq_len / sec["compiled"], statistics.median(ratios), first["compiled"])
+                print(f"  compiled: {compiled[0]:,.0f} tok/s, {compiled[1]:.2f}x eager (paired), first step "
+                      f"{compiled[2]:.1f} s", flush=True)  # fmt: skip
             tokens = batch_size * args.seq_len
             mem = {impl: float("nan") for impl in IMPLS}
             if not args.no_memory:
@@ -283,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
             mfu = {impl: tps[impl] * flops_per_token for impl in IMPLS}  # FLOP/s; over the peak at the end
             spread = {impl: (tokens / max(samples[impl]), tokens / min(samples[impl])) for impl in IMPLS}
             rows.append((config.name, precision, batch_size, tps, sec["transformers"] / sec["lit_lm"], paired, mem,
-                         mfu, spread, repeats))  # fmt: skip
+                         mfu, spread, repeats, compiled))  # fmt: skip
             print(f"{config.name} {precision} B={batch_size}: lit_lm {tps['lit_lm']:,.0f} tok/s, transformers "
                   f"{tps['transformers']:,.0f} tok/s, ratio {sec['transformers'] / sec['lit_lm']:.2f}x (paired "
                   f"{paired:.2f}x); peak MiB "
@@ -311,8 +336,10 @@ def main(argv: list[str] | None = None) -> None:
         + "; ".join(f"{k}: {v[0] / 1e12:.3f} TFLOP/s, {v[1]}" for k, v in peaks.items())
         + ").\n\n"
         "| model | precision | batch | repeats | lit_lm tok/s | transformers tok/s | speed ratio (paired) | lit_lm MFU "
-        "| transformers MFU | lit_lm peak MiB | transformers peak MiB |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| transformers MFU | lit_lm peak MiB | transformers peak MiB |"
+        + (" compiled tok/s | compiled / eager (paired) | compiled first step |" if args.compile else "")
+        + "\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.compile else "")
+        + "\n"
     )
     table = header + "".join(
         f"| {name} | {prec} | {bs} | {reps} "
@@ -320,8 +347,10 @@ def main(argv: list[str] | None = None) -> None:
         f"| {tps['transformers']:,.0f} [{spread['transformers'][0]:,.0f}-{spread['transformers'][1]:,.0f}] "
         f"| {ratio:.2f}x ({paired:.2f}x) | {mfu['lit_lm'] / peaks[prec][0]:.1%} "
         f"| {mfu['transformers'] / peaks[prec][0]:.1%} | {mem['lit_lm']:,.0f} "
-        f"| {mem['transformers']:,.0f} |\n"
-        for name, prec, bs, tps, ratio, paired, mem, mfu, spread, reps in rows
+        f"| {mem['transformers']:,.0f} |"
+        + (f" {compiled[0]:,.0f} | {compiled[1]:.2f}x | {compiled[2]:.1f} s |" if compiled else "")
+        + "\n"
+        for name, prec, bs, tps, ratio, paired, mem, mfu, spread, reps, compiled in rows
     )
     record(table, RESULTS, args.record)
 

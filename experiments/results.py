@@ -7,6 +7,7 @@ several seeds), record one line per run, and generate the table and plots from t
     python experiments/results.py report                     # print the table
     python experiments/results.py run --record               # records -> experiments/results.json
     python experiments/results.py report --record            # table + plots -> README.md, experiments/plots
+    python experiments/results.py suite gpt_gutenberg --tasks snli,mnli --record   # a piece of a cross-task table
 
 Recording is opt-in, since it rewrites tracked files: without ``--record``, ``run`` keeps its records in
 ``runs/cpu/results.json`` (beside the runs, untracked) and ``report`` prints the table of the recorded runs with
@@ -23,6 +24,11 @@ steps (``max_steps`` in the configs), so a record is reproducible on any machine
 one that ran it. ``report --record`` keeps the plotted series (each pretraining run, each fine-tuning arm's first
 seed) in ``experiments/curves.json``, committed beside the records, so a checkout without ``runs/cpu`` redraws the
 same figures. Data: ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
+
+The cross-task tables (:data:`SUITES`) are ``python -m lit_lm suite`` runs of one checkpoint each, on every task of
+:mod:`lit_lm.suite.recipes`; ``suite NAME --record`` keeps their records in ``experiments/suite/NAME.json`` (tracked),
+so a table is run in pieces (``--tasks``, ``--seeds``) across sessions: a piece skips the runs recorded there.
+``report --record`` writes each table and its bar chart into the README's suite block.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ README = ROOT / "README.md"
 RESULTS_JSON = ROOT / "experiments" / "results.json"
 CURVES_JSON = ROOT / "experiments" / "curves.json"  # the plotted series, kept so a checkout without runs/ redraws them
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
+SUITE_RECORDS = ROOT / "experiments" / "suite"  # <name>.json: the records of each cross-task table (tracked)
 SEEDS = (1, 2, 3)
 
 
@@ -141,6 +149,31 @@ EXPERIMENTS = [
                at_least=0.75, extra=("test/precision", "test/recall"), **{**_FT, "metric": "test/f1", "unit": "x100"}),
 ]  # fmt: skip
 BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """A cross-task table: ``python -m lit_lm suite`` on one checkpoint (records: ``experiments/suite/NAME.json``)."""
+
+    name: str
+    what: str
+    checkpoint: str  # relative to the repository root
+    scratch: bool  # add the from-scratch arm
+    needs: str = ""  # the experiment whose run writes the checkpoint
+
+    @property
+    def records(self) -> Path:
+        return SUITE_RECORDS / f"{self.name}.json"
+
+
+SUITES = [
+    SuiteRun("gpt_gutenberg", "the Gutenberg GPT (gpt-mini 4x256, pre-LN, byte-level BPE 8k) against the same network "
+             "from scratch", "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", scratch=True, needs="gpt_gutenberg"),
+    SuiteRun("bert_gutenberg", "the Gutenberg BERT (bert-mini 4x256, pre-LN, WordPiece 8k) against the same network "
+             "from scratch", "runs/cpu/bert_gutenberg/checkpoints/last.ckpt", scratch=True, needs="bert_gutenberg"),
+    SuiteRun("minilm", "all-MiniLM-L6-v2 imported (pretrained arm only)", "runs/hf/all-MiniLM-L6-v2", scratch=False),
+]  # fmt: skip
+SUITE_BY_NAME = {s.name: s for s in SUITES}
 assert all(e.beats in BY_NAME for e in EXPERIMENTS if e.beats), "a target names an unknown experiment"
 
 
@@ -260,6 +293,47 @@ def save_record(record: dict, path: Path | None = None) -> None:
     records.sort(key=_record_order)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=1) + "\n")
+
+
+def run_suite_piece(name: str, tasks: str | None, seeds: list[int] | None, record: bool) -> None:
+    """``python -m lit_lm suite`` for the table ``name`` (some tasks and seeds, or all): records in
+    ``experiments/suite/NAME.json`` with ``record``, else in ``runs/suite/NAME/records.json``."""
+    suite = SUITE_BY_NAME.get(name)
+    if suite is None:
+        raise SystemExit(f"unknown suite {name!r}; known: {', '.join(SUITE_BY_NAME)}")
+    if not (ROOT / suite.checkpoint).exists():
+        how = f"python {__file__} run {suite.needs}" if suite.needs else "make minilm"
+        raise SystemExit(f"{suite.name} needs {suite.checkpoint}: run `{how}`")
+    command = [sys.executable, "-m", "lit_lm", "suite", "--checkpoint", suite.checkpoint,
+               "--out", f"runs/suite/{name}", "--scratch", str(suite.scratch).lower()]  # fmt: skip
+    if tasks:
+        command += ["--tasks", tasks]
+    if seeds:
+        command += ["--seeds", ",".join(str(s) for s in seeds)]
+    if record:
+        command += ["--records", str(suite.records.relative_to(ROOT))]
+    print(f"\n=== suite {name}: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def suite_block() -> str:
+    """The README's suite block: each recorded cross-task table with its bar chart (drawn into experiments/plots)."""
+    from lit_lm.suite import RecordsFile
+    from lit_lm.suite import plot as suite_plot
+    from lit_lm.suite import table as suite_table
+
+    parts = [SUITE_BEGIN, "Generated by `experiments/results.py report --record` from `experiments/suite/*.json` "
+             "(`python -m lit_lm suite` runs; how to read them: [docs/suite.md](docs/suite.md))."]  # fmt: skip
+    for suite in SUITES:
+        records = RecordsFile(suite.records).load()
+        parts += ["", f"**{suite.what}** (`python experiments/results.py suite {suite.name}`)", ""]
+        if not records:
+            parts.append("Not run yet.")
+            continue
+        figure = suite_plot(records, PLOTS / f"suite_{suite.name}.png")
+        link = Path(os.path.relpath(figure, README.parent)).as_posix()
+        parts += [suite_table(records), "", f"![suite_{suite.name}]({link})"]
+    return "\n".join([*parts, SUITE_END])
 
 
 # -------------------------------------------------------------------------------------------------------- report
@@ -537,7 +611,13 @@ def report(record: bool) -> None:
     print(block)
     if record:
         head, rest = current.split(BEGIN, 1)
-        README.write_text(head + block + rest.split(END, 1)[1])
+        current = head + block + rest.split(END, 1)[1]
+        if SUITE_BEGIN in current and SUITE_END in current:
+            suites = suite_block()
+            print(suites)
+            head, rest = current.split(SUITE_BEGIN, 1)
+            current = head + suites + rest.split(SUITE_END, 1)[1]
+        README.write_text(current)
         print(f"\nwrote the table into {README}")
     else:
         print("\n(not recorded: `report --record` draws the plots and writes this table into README.md)")
@@ -554,9 +634,17 @@ def main(argv: list[str] | None = None) -> None:
     p_report = sub.add_parser("report", help="the table (and plots) of the records and the curves of the runs")
     p_report.add_argument("--record", action="store_true", help="write the table into README.md and the plots into "
                           "experiments/plots (their series: experiments/curves.json); default: print the table only")
+    p_suite = sub.add_parser("suite", help="run (a piece of) a cross-task table: python -m lit_lm suite")
+    p_suite.add_argument("name", help=f"one of: {', '.join(SUITE_BY_NAME)}")
+    p_suite.add_argument("--tasks", help="comma-separated task names (default: every task the backbone runs)")
+    p_suite.add_argument("--seeds", type=int, nargs="+", help=f"seeds (default {SEEDS})")
+    p_suite.add_argument("--record", action="store_true", help="keep the records in experiments/suite/NAME.json "
+                         "(tracked: the README's source); default: runs/suite/NAME/records.json")  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.names, args.seeds, args.record)
+    elif args.command == "suite":
+        run_suite_piece(args.name, args.tasks, args.seeds, args.record)
     else:
         report(args.record)
 

@@ -6,6 +6,7 @@
 - :class:`NaNGuard`: a NaN/inf training loss ends the run with a message naming the step and the loss, before the
   bad update is applied and before any checkpoint with non-finite weights can be written.
 - :func:`progress_bar`: Lightning's progress bar showing the step/time budget and a true epoch counter.
+- :class:`CompileModel`: ``torch.compile`` the backbone in place (``--trainer.callbacks+=CompileModel``).
 
 Both work with any LightningModule; MFU needs a ``flops_per_token(seq_len)`` method (every
 :class:`lit_lm.tasks.LMTask` has one).
@@ -31,6 +32,7 @@ __all__ = [
     "GPU_PEAK_FLOPS",
     "BudgetRichProgressBar",
     "BudgetTQDMProgressBar",
+    "CompileModel",
     "NaNGuard",
     "NonFiniteLossError",
     "TokenThroughputMonitor",
@@ -263,6 +265,48 @@ class TokenThroughputMonitor(L.Callback):
 #: Deprecated alias of :class:`TokenThroughputMonitor` (its name until it was renamed so as not to shadow Lightning's
 #: ``lightning.pytorch.callbacks.ThroughputMonitor``); kept for configs with ``lit_lm.callbacks.ThroughputMonitor``.
 ThroughputMonitor = TokenThroughputMonitor
+
+
+class CompileModel(L.Callback):
+    """``torch.compile`` the module's ``backbone`` when a fit, validation, test or predict run starts.
+
+    The backbone is compiled in place (:meth:`torch.nn.Module.compile`), not wrapped, so its state-dict keys, the
+    checkpoints, resuming, export and DDP see the same module as without compiling. The heads (and the LM heads'
+    chunked loss) stay eager. lit_lm's own CPU dropout and the attention backend probe step aside inside a
+    compiled graph (``F.dropout`` and SDPA there).
+
+    Args:
+        mode: ``torch.compile``'s mode: ``None`` (default), ``reduce-overhead``, ``max-autotune``...
+        dynamic: ``True`` (default): sequence lengths are symbolic from the first batch, so fine-tuning batches of
+            any length share one graph instead of compiling one per length; ``None``: PyTorch's choice (one
+            recompilation at the first new length, then symbolic); ``False``: one graph per shape.
+        backend: ``inductor`` (default; generates C++ on CPUs and Triton on GPUs) or another registered backend.
+        fullgraph: Refuse graph breaks (an error instead of falling back to Python between graphs).
+    """
+
+    def __init__(self, mode: str | None = None, dynamic: bool | None = True, backend: str = "inductor",
+                 fullgraph: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.mode, self.dynamic, self.backend, self.fullgraph = mode, dynamic, backend, fullgraph
+
+    def _compile(self, pl_module: L.LightningModule) -> None:
+        backbone = getattr(pl_module, "backbone", None)
+        if not isinstance(backbone, torch.nn.Module):
+            raise TypeError(f"CompileModel compiles a module's `backbone`; {type(pl_module).__name__} has none")
+        if getattr(backbone, "_compiled_call_impl", None) is None:
+            backbone.compile(mode=self.mode, dynamic=self.dynamic, backend=self.backend, fullgraph=self.fullgraph)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._compile(pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._compile(pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._compile(pl_module)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._compile(pl_module)
 
 
 class NaNGuard(L.Callback):

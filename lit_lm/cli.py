@@ -37,6 +37,8 @@ _EXTRA_COMMANDS = {
     "python -m lit_lm tokenizer --help",
     "prepare": "tokenize a corpus once into memory-mapped arrays: python -m lit_lm prepare --help",
     "export": "write a checkpoint as a Hugging Face directory: python -m lit_lm export --help",
+    "suite": "fine-tune a checkpoint on every task, seeds x (pretrained, scratch), and tabulate: "
+    "python -m lit_lm suite --help",
 }
 
 
@@ -366,7 +368,7 @@ def _print_generations(predictions: object) -> None:
                 print(f"\n>>> {text}", flush=True)
 
 
-def _user_error(exc: BaseException) -> BaseException | None:
+def user_error(exc: BaseException) -> BaseException | None:
     """lit_lm's own error behind ``exc`` (jsonargparse wraps errors raised while instantiating classes)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         from lit_lm import commands
 
         main_of = {"tokenizer": commands.tokenizer_main, "prepare": commands.prepare_main,
-                   "export": commands.export_main}  # fmt: skip
+                   "export": commands.export_main, "suite": commands.suite_main}  # fmt: skip
         raise SystemExit(main_of[argv[0]](argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -398,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         with console.quiet(argv[0] if argv else None):  # Lightning's known noise, for this command only
             LitLMCLI(args=argv if explicit else None)
     except Exception as e:
-        error = _user_error(e)
+        error = user_error(e)
         if error is None:
             raise
         print(f"lit_lm: error: {error}", file=sys.stderr)

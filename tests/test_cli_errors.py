@@ -356,6 +356,9 @@ def test_bad_settings_give_clear_errors(tmp_path, cache, pretrained, capsys):
     assert "no-such-corpus.txt: corpus file or directory not found" in error_of(
         "--config", GPT_PRETRAIN, "--data.files", '["no-such-corpus.txt"]'
     )
+    predicted = run_cli(capsys, "predict", "--config", GPT_PRETRAIN, "--ckpt_path", str(pretrained["gpt"]),
+                        *fast_args(tmp_path, cache))  # a pretraining config has a corpus, not prompts
+    assert "CausalLMDataModule has no predict split" in predicted and "PromptDataModule" in predicted
 
 
 # ------------------------------------------------------------------------------------------------ progress bar

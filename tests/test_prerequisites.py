@@ -145,7 +145,7 @@ def test_a_config_with_its_own_model_checkpoint(tmp_path):
 
 def _configs_tested_with_best() -> list[Path]:
     """The configs that the README, the Makefile and the configs' own headers tell to ``test --ckpt_path best``."""
-    texts = [ROOT / "README.md", ROOT / "Makefile", *CONFIGS]
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "Makefile", *CONFIGS]
     told = set()
     for text in texts:
         for line in text.read_text().splitlines():

@@ -55,8 +55,8 @@ PLACEHOLDER = re.compile(r"\.\.\.|<[^<>]*>")
 SHELL_BLOCKS = ("", "bash", "sh", "shell", "console", "zsh")
 
 CLI_COMMANDS = ("fit", "validate", "test", "predict")
-#: ``python -m lit_lm tokenizer/prepare/export``: lit_lm.commands, a parser over one library function each.
-EXTRA_COMMANDS = ("tokenizer", "prepare", "export")
+#: ``python -m lit_lm tokenizer/prepare/export/suite``: lit_lm.commands, a parser over one library function each.
+EXTRA_COMMANDS = ("tokenizer", "prepare", "export", "suite")
 #: Options whose values are files or folders a command reads, and the settings in a config that are.
 INPUT_OPTIONS = ("--config", "--ckpt_path", "--files", "--tokenizer", "--model.init_from", "--data.tokenizer",
                  "--data.files", "--data.train_files", "--data.val_files", "--data.test_files",
@@ -239,6 +239,8 @@ def _plan(
         reasons.append("needs GPUs")
     if not extra and argv[0] != "predict" and tuple(configs) in configs_run:
         reasons.append("its config already ran above")
+    if argv[0] == "suite":  # many fine-tuning runs: tests/test_suite.py runs it on a tiny budget
+        reasons.append("fine-tunes a checkpoint on many tasks (run on a tiny budget in tests/test_suite.py)")
     if not typed:
         reasons.append("is quoted in prose or output, not shown as a command to type")
     if reasons:

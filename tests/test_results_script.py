@@ -26,6 +26,7 @@ def results(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "README", tmp_path / "README.md")
     monkeypatch.setattr(module, "RESULTS_JSON", tmp_path / "results.json")
     monkeypatch.setattr(module, "CURVES_JSON", tmp_path / "curves.json")
+    monkeypatch.setattr(module, "SUITE_RECORDS", tmp_path / "suite")
     return module
 
 
@@ -125,6 +126,28 @@ def test_report_rewrites_only_the_results_block(results):
     assert (results.PLOTS / "gpt_shakespeare.png").is_file()
 
 
+def test_report_writes_each_cross_task_table_into_the_suite_block(results):
+    pytest.importorskip("matplotlib")
+    from lit_lm.suite import RecordsFile
+
+    store = RecordsFile(results.SUITE_BY_NAME["gpt_gutenberg"].records)
+    for arm, seed, value in (("pretrained", 1, 0.62), ("pretrained", 2, 0.60), ("scratch", 1, 0.55),
+                             ("scratch", 2, 0.56)):  # fmt: skip
+        store.add({"task": "sst2", "title": "SST-2", "arm": arm, "seed": seed, "metric": "acc", "value": value,
+                   "metric_title": "accuracy", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
+                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt"})  # fmt: skip
+    results.README.write_text(f"{results.BEGIN}\n{results.END}\nmiddle\n{results.SUITE_BEGIN}\nold\n"
+                              f"{results.SUITE_END}\nafter\n")  # fmt: skip
+    results.report(record=True)
+    text = results.README.read_text()
+    block = text.split(results.SUITE_BEGIN)[1].split(results.SUITE_END)[0]
+    assert "\nmiddle\n" in text and text.endswith("\nafter\n") and "old" not in block
+    assert "| SST-2 | accuracy | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block
+    assert block.count("Not run yet.") == 2  # the BERT and MiniLM tables
+    assert "![suite_gpt_gutenberg](plots/suite_gpt_gutenberg.png)" in block
+    assert (results.PLOTS / "suite_gpt_gutenberg.png").is_file()
+
+
 def test_report_refuses_a_readme_without_the_block(results):
     pytest.importorskip("matplotlib")
     results.README.write_text("# title\n")
@@ -202,3 +225,19 @@ def test_a_damaged_results_file_is_named(results):
     results.CURVES_JSON.write_text("[]")
     with pytest.raises(SystemExit, match=r"curves\.json: expected a JSON dict, got list"):
         results.curves()
+
+
+def test_a_suite_piece_runs_lit_lm_suite_into_the_tracked_records(results, monkeypatch, tmp_path):
+    monkeypatch.setattr(results, "ROOT", tmp_path)
+    calls = []
+    monkeypatch.setattr(results.subprocess, "run", lambda command, **kw: calls.append((command, kw)))
+    with pytest.raises(SystemExit, match="needs runs/cpu/gpt_gutenberg/checkpoints/last.ckpt: run `python .*"
+                                         "results.py run gpt_gutenberg`"):  # fmt: skip
+        results.main(["suite", "gpt_gutenberg"])
+    (tmp_path / "runs" / "hf" / "all-MiniLM-L6-v2").mkdir(parents=True)
+    results.main(["suite", "minilm", "--tasks", "sst2,stsb", "--seeds", "1", "2", "--record"])
+    (command, kw), = calls
+    assert command[1:] == ["-m", "lit_lm", "suite", "--checkpoint", "runs/hf/all-MiniLM-L6-v2", "--out",
+                           "runs/suite/minilm", "--scratch", "false", "--tasks", "sst2,stsb", "--seeds", "1,2",
+                           "--records", "suite/minilm.json"]  # fmt: skip
+    assert kw["cwd"] == tmp_path and kw["check"]

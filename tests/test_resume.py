@@ -253,7 +253,7 @@ def test_masked_lm_with_nsp_resumes_step_exactly_after_a_kill_and_ctrl_c_in_vali
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group_by_length", [False, True])
+@pytest.mark.parametrize("group_by_length", [True])  # the plain permutation order: the sampler unit tests below
 def test_nli_fine_tuning_resumes_step_exactly_after_a_kill_in_the_middle_of_an_epoch(
     tmp_path: Path, task_cache: Path, group_by_length: bool
 ) -> None:
@@ -298,7 +298,7 @@ def test_causal_lm_resumes_after_kills_inside_steps_with_workers_and_validation_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["causal", "masked"])
+@pytest.mark.parametrize("family", ["causal"])  # masked LM: killed at chosen moments above (a step, validation)
 def test_resume_after_sigkills_at_random_moments(tmp_path: Path, cache: Path, family: str) -> None:
     """SIGKILL from outside at random moments after a few new steps (whatever the process is doing then: a step,
     validation, a checkpoint write), then resume, until the run completes; every logged loss matches the

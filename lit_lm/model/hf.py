@@ -25,8 +25,9 @@ import torch
 
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError, ConfigError
-from lit_lm.model.hf_gpt2 import config_from_gpt2, gpt2_config, gpt2_names
+from lit_lm.model.hf_gpt2 import config_from_gpt2, gpt2_config
 from lit_lm.model.hf_heads import import_head
+from lit_lm.model.hf_names import BERT, GPT2, OPENAI_GPT, weight_names
 from lit_lm.model.hf_roberta_preln import (
     config_from_roberta_preln,
     lit_to_roberta,
@@ -196,31 +197,6 @@ def config_to_hf(config: TransformerConfig, pad_token_id: int = 0) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- key maps
-def _bert_names(config: TransformerConfig) -> list[tuple[str, str]]:
-    """(lit_lm key, HF key without the ``bert.`` prefix) for every plain 1:1 weight of a BERT backbone."""
-    pairs = [
-        ("embeddings.wte.weight", "embeddings.word_embeddings.weight"),
-        ("embeddings.wpe.weight", "embeddings.position_embeddings.weight"),
-        ("embeddings.ln.weight", "embeddings.LayerNorm.weight"),
-        ("embeddings.ln.bias", "embeddings.LayerNorm.bias"),
-    ]
-    if config.type_vocab_size > 0:
-        pairs.append(("embeddings.wtt.weight", "embeddings.token_type_embeddings.weight"))
-    for i in range(config.n_layer):
-        ours, theirs = f"h.{i}.", f"encoder.layer.{i}."
-        for a, b in (
-            ("attn.proj", "attention.output.dense"),
-            ("ln_1", "attention.output.LayerNorm"),
-            ("mlp.fc", "intermediate.dense"),
-            ("mlp.proj", "output.dense"),
-            ("ln_2", "output.LayerNorm"),
-        ):
-            pairs += [(f"{ours}{a}.weight", f"{theirs}{b}.weight"), (f"{ours}{a}.bias", f"{theirs}{b}.bias")]
-    if config.pooler:
-        pairs += [("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
-    return pairs
-
-
 _BERT_HEADS = {
     "mlm": [
         ("mlm_head.dense.weight", "cls.predictions.transform.dense.weight"),
@@ -234,26 +210,6 @@ _BERT_HEADS = {
         ("nsp_head.classifier.bias", "cls.seq_relationship.bias"),
     ],
 }
-
-
-def _gpt_names(config: TransformerConfig) -> list[tuple[str, str, bool]]:
-    """(lit_lm key, HF key without ``transformer.``, transposed?) for a GPT backbone (HF uses Conv1D = W^T)."""
-    pairs = [
-        ("embeddings.wte.weight", "tokens_embed.weight", False),
-        ("embeddings.wpe.weight", "positions_embed.weight", False),
-    ]
-    for i in range(config.n_layer):
-        for a, b, is_conv in (
-            ("attn.qkv", "attn.c_attn", True),
-            ("attn.proj", "attn.c_proj", True),
-            ("ln_1", "ln_1", False),
-            ("mlp.fc", "mlp.c_fc", True),
-            ("mlp.proj", "mlp.c_proj", True),
-            ("ln_2", "ln_2", False),
-        ):
-            pairs.append((f"h.{i}.{a}.weight", f"h.{i}.{b}.weight", is_conv))
-            pairs.append((f"h.{i}.{a}.bias", f"h.{i}.{b}.bias", False))
-    return pairs
 
 
 def _normalize_hf_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -290,7 +246,7 @@ def hf_to_lit(
         out, heads, missing = roberta_to_lit(sd, config, take)
     elif family == "bert":
         prefix = "bert." if any(k.startswith("bert.") for k in sd) else ""
-        for ours, theirs in _bert_names(config):
+        for ours, theirs, _ in weight_names(BERT, config):
             t = take(prefix + theirs)
             if t is None:
                 missing.append(prefix + theirs)
@@ -328,7 +284,7 @@ def hf_to_lit(
                 out["mlm_head.decoder.weight"] = out["backbone.embeddings.wte.weight"]
     elif family == "gpt":
         prefix = "transformer." if any(k.startswith("transformer.") for k in sd) else ""
-        names = gpt2_names(config) if config.norm_position == "pre" else _gpt_names(config)
+        names = weight_names(GPT2 if config.norm_position == "pre" else OPENAI_GPT, config)
         embed = prefix + ("wte.weight" if config.norm_position == "pre" else "tokens_embed.weight")
         for ours, theirs, transposed in names:
             t = take(prefix + theirs)
@@ -385,7 +341,7 @@ def lit_to_hf(
     if not config.causal and config.norm_position == "pre":
         out = lit_to_roberta(sd, config, pad_token_id, missing)
     elif not config.causal:
-        for ours, theirs in _bert_names(config):
+        for ours, theirs, _ in weight_names(BERT, config):
             t = get("backbone." + ours)
             if t is not None:
                 out["bert." + theirs] = t
@@ -406,7 +362,7 @@ def lit_to_hf(
             out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"]
     else:
         gpt2 = config.norm_position == "pre"
-        for ours, theirs, transposed in gpt2_names(config) if gpt2 else _gpt_names(config):
+        for ours, theirs, transposed in weight_names(GPT2 if gpt2 else OPENAI_GPT, config):
             t = get("backbone." + ours)
             if t is not None:
                 out["transformer." + theirs] = t.t() if transposed else t

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError
 
-__all__ = ["config_from_gpt2", "gpt2_config", "gpt2_names"]
+__all__ = ["config_from_gpt2", "gpt2_config"]
 
 _TO_GPT2_ACT = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
 _FROM_GPT2_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -88,25 +88,3 @@ def config_from_gpt2(hf: Mapping) -> dict:
         pooler=False,
         initializer_range=hf.get("initializer_range", 0.02),
     )
-
-
-def gpt2_names(config: TransformerConfig) -> list[tuple[str, str, bool]]:
-    """(lit_lm backbone key, GPT-2 key without ``transformer.``, transposed?) for every weight of the backbone."""
-    pairs = [
-        ("embeddings.wte.weight", "wte.weight", False),
-        ("embeddings.wpe.weight", "wpe.weight", False),
-        ("ln_f.weight", "ln_f.weight", False),
-        ("ln_f.bias", "ln_f.bias", False),
-    ]
-    for i in range(config.n_layer):
-        for a, b, is_conv in (
-            ("ln_1", "ln_1", False),
-            ("attn.qkv", "attn.c_attn", True),
-            ("attn.proj", "attn.c_proj", True),
-            ("ln_2", "ln_2", False),
-            ("mlp.fc", "mlp.c_fc", True),
-            ("mlp.proj", "mlp.c_proj", True),
-        ):
-            pairs.append((f"h.{i}.{a}.weight", f"h.{i}.{b}.weight", is_conv))
-            pairs.append((f"h.{i}.{a}.bias", f"h.{i}.{b}.bias", False))
-    return pairs

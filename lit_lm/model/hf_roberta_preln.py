@@ -16,9 +16,10 @@ import torch
 
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import CheckpointError
+from lit_lm.model.hf_names import ROBERTA_PRELN, weight_names
 
 __all__ = ["PREFIX", "config_from_roberta_preln", "from_roberta_positions", "roberta_preln_config",
-           "roberta_preln_names", "to_roberta_positions"]  # fmt: skip
+           "to_roberta_positions"]  # fmt: skip
 
 PREFIX = "roberta_prelayernorm."
 _ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
@@ -86,29 +87,6 @@ def config_from_roberta_preln(hf: Mapping) -> dict:
     )
 
 
-def roberta_preln_names(config: TransformerConfig) -> list[tuple[str, str]]:
-    """(lit_lm backbone key, RoBERTa-PreLayerNorm key without the model prefix) of every 1:1 weight; the position
-    table (shifted) and the fused q/k/v are converted apart."""
-    pairs = [
-        ("embeddings.wte.weight", "embeddings.word_embeddings.weight"),
-        ("embeddings.ln.weight", "embeddings.LayerNorm.weight"),
-        ("embeddings.ln.bias", "embeddings.LayerNorm.bias"),
-        ("ln_f.weight", "LayerNorm.weight"),
-        ("ln_f.bias", "LayerNorm.bias"),
-    ]
-    if config.type_vocab_size > 0:
-        pairs.append(("embeddings.wtt.weight", "embeddings.token_type_embeddings.weight"))
-    for i in range(config.n_layer):
-        ours, theirs = f"h.{i}.", f"encoder.layer.{i}."
-        for a, b in (("ln_1", "attention.LayerNorm"), ("attn.proj", "attention.output.dense"),
-                     ("ln_2", "intermediate.LayerNorm"), ("mlp.fc", "intermediate.dense"),
-                     ("mlp.proj", "output.dense")):  # fmt: skip
-            pairs += [(f"{ours}{a}.weight", f"{theirs}{b}.weight"), (f"{ours}{a}.bias", f"{theirs}{b}.bias")]
-    if config.pooler:
-        pairs += [("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
-    return pairs
-
-
 #: lit_lm's masked-LM head -> RoBERTa's ``lm_head`` (the decoder is tied to the word embeddings).
 MLM_HEAD = [("mlm_head.dense.weight", "lm_head.dense.weight"), ("mlm_head.dense.bias", "lm_head.dense.bias"),
             ("mlm_head.ln.weight", "lm_head.layer_norm.weight"), ("mlm_head.ln.bias", "lm_head.layer_norm.bias"),
@@ -136,7 +114,7 @@ def lit_to_roberta(sd: Mapping[str, torch.Tensor], config: TransformerConfig, pa
             missing.append(key)
         return sd.get(key)
 
-    for ours, theirs in roberta_preln_names(config):
+    for ours, theirs, _ in weight_names(ROBERTA_PRELN, config):
         if (t := get("backbone." + ours)) is not None:
             out[PREFIX + theirs] = t
     if (wpe := get("backbone.embeddings.wpe.weight")) is not None:
@@ -161,7 +139,7 @@ def roberta_to_lit(sd: Mapping[str, torch.Tensor], config: TransformerConfig, ta
     prefix = PREFIX if any(k.startswith(PREFIX) for k in sd) else ""
     out: dict[str, torch.Tensor] = {}
     missing: list[str] = []
-    for ours, theirs in roberta_preln_names(config):
+    for ours, theirs, _ in weight_names(ROBERTA_PRELN, config):
         t = take(prefix + theirs)
         if t is None:
             missing.append(prefix + theirs)

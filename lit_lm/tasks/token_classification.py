@@ -160,6 +160,8 @@ class TokenClassification(_FineTune):
                 f"TokenClassification tags words, but the DataModule's problem is {problem!r}; use "
                 "lit_lm.data.finetuning.token_classification.TokenClassificationDataModule"
             )
+        if hp.get("label_names") is not None and hasattr(datamodule, "adopt_model_labels"):
+            datamodule.adopt_model_labels(hp.label_names)  # test/predict files only: the checkpoint's tag set
         names = getattr(datamodule, "label_names", None)
         if names is not None and hp.get("label_names") is not None and list(names) != list(hp.label_names):
             raise ConfigError(

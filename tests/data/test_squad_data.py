@@ -73,6 +73,8 @@ def test_answer_that_does_not_match_its_offset_names_file_line_article_and_quest
         ({"id": "q", "question": "Where?", "answers": [{"text": "Paris"}]}, "answer_start"),
         ({"id": "q", "question": "Where?", "answers": []}, "is_impossible"),
         ({"question": "Where?", "answers": []}, "'id'"),
+        ({"id": "q", "question": "Where?", "answers": {"text": "Paris", "answer_start": 0}}, "must be a list"),
+        ({"id": "q", "question": "Where?", "answers": ["Paris"]}, "must be a list"),
     ],
 )
 def test_missing_fields_are_data_errors(tmp_path, qa, problem):
@@ -220,3 +222,9 @@ def test_builtin_set_is_fixed_and_answers_are_spans():
     assert a == b and len(a) == 2000
     assert {e.title for e in a}.isdisjoint({e.title for e in builtin_question_answering("test")})
     assert all(e.context[s : s + len(t)] == t for e in a for t, s in e.answers)
+
+
+def test_an_unknown_reader_is_named(tmp_path):
+    path = _squad_file(tmp_path, [{"id": "q", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 0}]}])
+    with pytest.raises(DataError, match="reader must be auto, squad, jsonl or parquet, got 'csv'"):
+        read_squad(path, reader="csv")

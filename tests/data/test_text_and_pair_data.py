@@ -119,6 +119,15 @@ def test_a_column_mapped_custom_file_with_a_bad_label_names_its_line(tok, tmp_pa
         dm.setup("fit")
 
 
+
+def test_a_stray_tab_in_a_tsv_row_is_named_not_read_as_the_next_cell(tok, tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\na fine film\t1\na dull\tfilm\t0\n")  # line 3: a tab inside the text
+    dm = TextClassificationDataModule(task="sst2", train_files=[str(path)], val_files=[str(path)], tokenizer=tok)
+    with pytest.raises(DataError, match=r"train.tsv:3: found 3 tab-separated cells, the header \(line 1\) has 2"):
+        dm.setup("fit")
+
+
 def test_a_parquet_file_from_the_hub_loads_as_it_is(tok, tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -151,3 +160,21 @@ def test_named_tasks_read_their_published_files(task, cls, train, n_train, tok):
     else:
         assert set(labels.tolist()) == {0, 1}
     assert next(iter(_first_batch(dm, "val").values())).shape[0] == 16
+
+
+def test_test_fraction_holds_out_one_test_split_for_every_seed(tok, tmp_path):
+    rows = [{"premise": f"a man sleeps {i}", "hypothesis": f"a dog runs {i}", "label": ["entailment", "neutral",
+             "contradiction"][i % 3]} for i in range(100)]  # fmt: skip
+    f = tmp_path / "all.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tests = []
+    for seed in (1, 2):
+        dm = NLIDataModule(train_files=[str(f)], tokenizer=tok, test_fraction=0.2, val_fraction=0.1, seed=seed)
+        splits = {s: {ex.text for ex in dm.examples(s)} for s in ("train", "val", "test")}
+        assert [len(v) for v in splits.values()] == [72, 8, 20]
+        assert not splits["train"] & splits["test"] and not splits["val"] & splits["test"]
+        assert not splits["train"] & splits["val"]
+        tests.append(splits["test"])
+    assert tests[0] == tests[1]  # the seed moves the validation hold-out, never the test split
+    with pytest.raises(DataError, match="test_fraction=0.2: .* no test_files"):
+        NLIDataModule(train_files=[str(f)], test_files=[str(f)], tokenizer=tok, test_fraction=0.2)

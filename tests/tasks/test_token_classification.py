@@ -19,7 +19,7 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from lit_lm.data.core.tokenizer import Tokenizer
 from lit_lm.data.finetuning.conll import builtin_token_classification, read_conll
 from lit_lm.data.finetuning.token_classification import TokenClassificationDataModule
-from lit_lm.errors import ConfigError
+from lit_lm.errors import ConfigError, DataError
 from lit_lm.tasks.token_classification import EntityScores, TokenClassification
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -167,7 +167,7 @@ def test_cli_fits_a_conll_excerpt_and_keeps_the_best_val_f1(tmp_path, cache):
     assert c.model.hparams.label_names == LABELS
 
 
-def test_the_task_checks_the_data_once(tok_path):
+def test_the_task_checks_the_data_once(tok_path, tmp_path):
     from lit_lm.data import TextClassificationDataModule
 
     dm = TokenClassificationDataModule(tokenizer=tok_path)
@@ -179,6 +179,18 @@ def test_the_task_checks_the_data_once(tok_path):
         TokenClassification()._resolve_data_settings(TextClassificationDataModule(tokenizer=tok_path))
     with pytest.raises(ConfigError, match="num_labels=2 but label_names has 3"):
         TokenClassification(num_labels=2, label_names=["O", "B-X", "I-X"])
+    # a test-only run (no training files) tags with the checkpoint's labels, not the built-in set's
+    test_file = write(tmp_path / "test.txt", "Ann B-X\nSmith I-X\nsings O\n")
+    dm = TokenClassificationDataModule(tokenizer=tok_path, test_files=[str(test_file)], reader="two_column",
+                                       tag_scheme="bio2")  # fmt: skip
+    TokenClassification(label_names=["O", "B-X", "I-X"])._resolve_data_settings(dm)
+    assert dm.label_names == ["O", "B-X", "I-X"]
+    assert [list(s.tags) for s in dm.examples("test")] == [["B-X", "I-X", "O"]]
+    other = TokenClassificationDataModule(tokenizer=tok_path, test_files=[str(test_file)], reader="two_column",
+                                          tag_scheme="bio2")  # fmt: skip
+    TokenClassification(label_names=["O", "B-Y", "I-Y"])._resolve_data_settings(other)
+    with pytest.raises(DataError, match="test.txt:1: .*B-X"):
+        other.examples("test")
     model = TokenClassification(vocab_size=500, label_names=LABELS, config=SMALL)  # built at once, scores included
     assert model.token_classifier.classifier.out_features == 9 and set(model.entity_scores) == {"val", "test"}
 

@@ -26,6 +26,9 @@ from lit_lm.errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: Seed of the ``test_fraction`` hold-out: fixed, so that runs with different seeds share one test split.
+TEST_HOLDOUT_SEED = 20260101
+
 
 def task_tokenizer(
     tokenizer: str | None,
@@ -113,6 +116,7 @@ class TaskDataModule(ResumableDataModule):
         cache_dir: str,
         tokenizer_kind: TokenizerKind = "wordpiece",
         extra_train_files: str | Sequence[str] | None = None,
+        test_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         self.train_files = as_file_list(train_files)
@@ -135,6 +139,13 @@ class TaskDataModule(ResumableDataModule):
                         f"{f} is in both extra_train_files and {setting}; list each file once (extra_train_files "
                         "adds training data that the validation hold-out and the test set must not contain)"
                     )
+        if test_fraction and not (0.0 < test_fraction < 1.0 and self.train_files is not None and
+                                  self.test_files is None):  # fmt: skip
+            raise DataError(
+                f"test_fraction={test_fraction}: holds out that share of train_files as the test split; it needs "
+                "train_files, no test_files, and 0 <= test_fraction < 1"
+            )
+        self.test_fraction = test_fraction
         if format not in ("decoder", "encoder"):
             raise DataError(f"format must be 'decoder' (GPT-1) or 'encoder' (BERT), got {format!r}")
         self.format: TaskFormat = format
@@ -185,6 +196,8 @@ class TaskDataModule(ResumableDataModule):
         key = list(self._tokenizer_key())
         if self.train_files is not None and self.val_files is None:
             key.append(f"holdout:seed={self.seed},val_fraction={self.val_fraction}")
+        if self.test_fraction:
+            key.append(f"test_holdout:test_fraction={self.test_fraction}")
         return key
 
     def _tokenizer_texts(self) -> list[str]:
@@ -205,6 +218,14 @@ class TaskDataModule(ResumableDataModule):
     def _check(self, examples: list[Any]) -> None:
         """Validate a split's examples (default: nothing)."""
 
+    def _test_holdout(self, examples: list[Any]) -> tuple[list[Any], list[Any]]:
+        """``(rest, test)``: the training files' examples split by ``test_fraction`` (none held out at 0). The split
+        follows a fixed seed, not ``seed``: every run of a task, whatever its seed, is tested on the same examples."""
+        if not self.test_fraction:
+            return examples, []
+        rest, test = holdout_split(len(examples), self.test_fraction, TEST_HOLDOUT_SEED, hint="pass test_files")
+        return [examples[i] for i in rest], [examples[i] for i in test]
+
     def examples(self, split: str) -> list[Any]:
         """The examples of ``train``, ``val`` or ``test`` (read once and kept)."""
         if split in self._splits:
@@ -213,6 +234,8 @@ class TaskDataModule(ResumableDataModule):
         skipped: dict[str, int] = {}
         if files is not None:
             examples, skipped = self._read(files)
+            if split == "train":
+                examples = self._test_holdout(examples)[0]
             if split == "train" and self.val_files is None:
                 train_idx, _ = holdout_split(len(examples), self.val_fraction, self.seed)
                 examples = [examples[i] for i in train_idx]
@@ -224,8 +247,14 @@ class TaskDataModule(ResumableDataModule):
                     skipped[reason] = skipped.get(reason, 0) + n
         elif self.train_files is None:
             examples = self._builtin(split)
+        elif split == "test" and self.test_fraction:
+            full, _ = self._read(self.train_files)
+            examples = self._test_holdout(full)[1]
+            log.info("test: held out %d of %d training examples (test_fraction=%s, the same for every seed)",
+                     len(examples), len(full), self.test_fraction)  # fmt: skip
         elif split == "val":
             full, skipped = self._read(self.train_files)
+            full = self._test_holdout(full)[0]
             _, val_idx = holdout_split(len(full), self.val_fraction, self.seed)
             examples = [full[i] for i in val_idx]
             skipped = {}  # counted with the training split
@@ -234,7 +263,7 @@ class TaskDataModule(ResumableDataModule):
                 len(examples), len(full), self.val_fraction,
             )  # fmt: skip
         else:
-            raise DataError("no test_files set; give test_files to run test or predict")
+            raise DataError("no test_files set; give test_files (or test_fraction) to run test or predict")
         self._check(examples)
         self._splits[split] = examples
         self.stats.setdefault(split, {}).update(examples=len(examples), skipped=skipped)
@@ -251,8 +280,7 @@ class TaskDataModule(ResumableDataModule):
         if split not in self.datasets:
             dataset = self._tokenize(self.examples(split), split)
             self.datasets[split] = dataset
-            truncated = dataset.n_truncated if hasattr(dataset, "n_truncated") else dataset.encoded.n_truncated
-            self.stats[split]["truncated"] = truncated
+            self.stats[split]["truncated"] = dataset.n_truncated
         return self.datasets[split]
 
     def _loader(self, ds: Any, train: bool) -> DataLoader:

@@ -272,7 +272,7 @@ def _hypothesis(rng: random.Random, p: Scene, target: int) -> Scene | None:
 
 
 
-def _cut(pool: list[E], sizes: dict[str, int]) -> dict[str, tuple[E, ...]]:
+def cut_splits(pool: list[E], sizes: dict[str, int]) -> dict[str, tuple[E, ...]]:
     """Consecutive slices of ``pool``: the first ``sizes["train"]`` examples are train, then val, then test."""
     out, start = {}, 0
     for split, n in sizes.items():
@@ -281,7 +281,7 @@ def _cut(pool: list[E], sizes: dict[str, int]) -> dict[str, tuple[E, ...]]:
     return out
 
 
-def _split(pools: dict[str, tuple[E, ...]], split: str) -> list[E]:
+def split_of(pools: dict[str, tuple[E, ...]], split: str) -> list[E]:
     if split not in pools:
         raise DataError(f"split must be one of {list(pools)}, got {split!r}")
     return list(pools[split])
@@ -312,12 +312,12 @@ def _nli_pool() -> dict[str, tuple[NLIExample, ...]]:
         counts[target] += 1
         pool.append(NLIExample(pair[0], pair[1], target))
     rng.shuffle(pool)
-    return _cut(pool, NLI_SIZES)
+    return cut_splits(pool, NLI_SIZES)
 
 
 def builtin_nli(split: Split = "train") -> list[NLIExample]:
     """The built-in 3-way NLI split (labels: entailment=0, neutral=1, contradiction=2); see the module doc."""
-    return _split(_nli_pool(), split)
+    return split_of(_nli_pool(), split)
 
 
 @lru_cache(maxsize=1)
@@ -341,12 +341,12 @@ def _mc_pool() -> dict[str, tuple[MultipleChoiceExample, ...]]:
             continue
         seen.add(key)
         pool.append(MultipleChoiceExample(context, choices, label))
-    return _cut(pool, MC_SIZES)
+    return cut_splits(pool, MC_SIZES)
 
 
 def builtin_multiple_choice(split: Split = "train") -> list[MultipleChoiceExample]:
     """The built-in 2-choice split: a two-sentence scene, one entailed and one contradicted ending."""
-    return _split(_mc_pool(), split)
+    return split_of(_mc_pool(), split)
 
 
 def moving(scene: Scene) -> bool:
@@ -370,12 +370,12 @@ def _text_pool() -> dict[str, tuple[TextExample, ...]]:
         pools[label].append(TextExample(text, None, label))
     pool = pools[0] + pools[1]
     rng.shuffle(pool)
-    return _cut(pool, TEXT_SIZES)
+    return cut_splits(pool, TEXT_SIZES)
 
 
 def builtin_text_classification(split: Split = "train") -> list[TextExample]:
     """The built-in one-text split: is the subject moving (1) or resting (0)? See the module docstring."""
-    return _split(_text_pool(), split)
+    return split_of(_text_pool(), split)
 
 
 def similarity(a: Scene, b: Scene) -> float:
@@ -401,9 +401,9 @@ def _similarity_pool() -> dict[str, tuple[TextExample, ...]]:
             continue
         seen.add(pair)
         pool.append(TextExample(pair[0], pair[1], similarity(a, b)))
-    return _cut(pool, SIMILARITY_SIZES)
+    return cut_splits(pool, SIMILARITY_SIZES)
 
 
 def builtin_similarity(split: Split = "train") -> list[TextExample]:
     """The built-in similarity split: sentence pairs scored 0-5 (a regression); see the module docstring."""
-    return _split(_similarity_pool(), split)
+    return split_of(_similarity_pool(), split)

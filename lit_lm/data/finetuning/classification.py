@@ -74,10 +74,11 @@ class LabelledTextDataModule(TaskDataModule):
         tokenizer_kind: TokenizerKind,
         cache_dir: str,
         extra_train_files: str | Sequence[str] | None,
+        test_fraction: float = 0.0,
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files, test_fraction)  # fmt: skip
         self.task: TaskSpec | None = task_spec(task, self.family) if task is not None else None
         spec = self.task
         if regression is None:

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lit_lm.data.core.io import atomic_write, jsonl_records, read_text_lines, require_file
-from lit_lm.data.finetuning.builtin import _cut, _split
+from lit_lm.data.finetuning.builtin import cut_splits, split_of
 from lit_lm.data.finetuning.examples import ReadResult
-from lit_lm.data.finetuning.tables import _error, _parquet_schema
+from lit_lm.data.finetuning.tables import located_error, parquet_columns
 from lit_lm.errors import DataError
 
 __all__ = ["BUILTIN_NER_VERSION", "TagScheme", "TaggedReader", "TaggedSentence", "builtin_token_classification",
@@ -89,7 +89,7 @@ def _malformed(tag: str, scheme: str) -> str:
 def _fail(message: str, path: str | Path | None, lines: Sequence[Loc] | None, i: int) -> None:
     if path is None:
         raise DataError(f"tag {i + 1} of the sentence: {message}")
-    raise _error(message, path, lines[i] if lines is not None else None)
+    raise located_error(message, path, lines[i] if lines is not None else None)
 
 
 def iob1_to_bio2(tags: Sequence[str], path: str | Path | None = None, lines: Sequence[Loc] | None = None) -> list[str]:
@@ -169,21 +169,21 @@ def _sentence(words: list[str], raw: list[Any], locs: list[Loc], path: str | Pat
     for i, tag in enumerate(raw):
         if isinstance(tag, int) and not isinstance(tag, bool):
             if labels is None:
-                raise _error(f"tag {tag} is an id, but no labels are given; set labels to the names in id order",
+                raise located_error(f"tag {tag} is an id, but no labels are given; set labels to the names in id order",
                              path, locs[i])  # fmt: skip
             if not 0 <= tag < len(labels):
-                raise _error(f"tag id {tag} is outside labels (ids 0..{len(labels) - 1}: {list(labels)})",
+                raise located_error(f"tag id {tag} is outside labels (ids 0..{len(labels) - 1}: {list(labels)})",
                              path, locs[i])  # fmt: skip
             tag = labels[tag]
         elif not isinstance(tag, str):
-            raise _error(f"tag {tag!r} is neither a tag name nor an integer id", path, locs[i])
+            raise located_error(f"tag {tag!r} is neither a tag name nor an integer id", path, locs[i])
         names.append(tag)
     bio2 = to_bio2(names, scheme, path, locs)
     if known is not None:
         for i, tag in enumerate(bio2):
             if tag not in known:
                 read = "" if tag == names[i] else f" (read as {tag!r})"
-                raise _error(f"unknown tag {names[i]!r}{read} for word {words[i]!r}; the labels are {known}: "
+                raise located_error(f"unknown tag {names[i]!r}{read} for word {words[i]!r}; the labels are {known}: "
                              "add it to labels, or fix the tag", path, locs[i])  # fmt: skip
     return TaggedSentence(tuple(words), tuple(bio2), f"{path}:{locs[0]}")
 
@@ -277,7 +277,7 @@ def _records(path: str | Path, kind: str, tokens_column: str, tags_column: str) 
                                     "tokens_column / tags_column to the file's names", path, number)  # fmt: skip
             yield number, record[tokens_column], record[tags_column]
         return
-    names = _parquet_schema(path)
+    names = parquet_columns(path)
     missing = [c for c in (tokens_column, tags_column) if c not in names]
     if missing:
         raise DataError(f"no column {missing[0]!r} (columns: {names}); set tokens_column / tags_column", path)
@@ -302,21 +302,21 @@ def read_tagged_records(
     known = _allowed(labels, allowed)
     id_names = check_label_names(labels) if labels is not None else None
     if format == "parquet" and id_names is None:
-        _parquet_schema(path)  # a clear error without pyarrow
+        parquet_columns(path)  # a clear error without pyarrow
         id_names = _hub_label_names(path, tags_column)
     out: list[TaggedSentence] = []
     for loc, words, tags in _records(path, format, tokens_column, tags_column):
         for column, value in ((tokens_column, words), (tags_column, tags)):
             if not isinstance(value, list):
                 got = "null" if value is None else type(value).__name__
-                raise _error(f"{column!r} must be a list, got {got}", path, loc)
+                raise located_error(f"{column!r} must be a list, got {got}", path, loc)
         if len(words) != len(tags):
-            raise _error(f"{len(words)} words but {len(tags)} tags", path, loc)
+            raise located_error(f"{len(words)} words but {len(tags)} tags", path, loc)
         if not words:
             continue  # an empty sentence
         bad = next((w for w in words if not isinstance(w, str) or not w.strip()), None)
         if bad is not None:
-            raise _error(f"word {bad!r} in {tokens_column!r}: every word must be non-empty text", path, loc)
+            raise located_error(f"word {bad!r} in {tokens_column!r}: every word must be non-empty text", path, loc)
         out.append(_sentence(list(words), list(tags), [loc] * len(words), path, tag_scheme, id_names, known))
     return _finish(out, path)
 
@@ -451,11 +451,11 @@ def _ner_pool() -> dict[str, tuple[TaggedSentence, ...]]:
         if sentence.words not in seen:
             seen.add(sentence.words)
             pool.append(sentence)
-    return _cut(pool, NER_SIZES)
+    return cut_splits(pool, NER_SIZES)
 
 
 def builtin_token_classification(split: Literal["train", "val", "test"] = "train") -> list[TaggedSentence]:
     """The built-in NER split (2,000 / 200 / 200 disjoint sentences): news-like templates filled with PER, LOC, ORG
     and MISC entities, multi-word ones included, some ambiguous by context (``Madrid`` vs ``Real Madrid``,
     ``Washington``) and some directly after one of the same type (``B-`` after ``I-`` in BIO2)."""
-    return _split(_ner_pool(), split)
+    return split_of(_ner_pool(), split)

@@ -170,7 +170,7 @@ def log_truncation(what: str, encoded: EncodedSequences, max_seq_length: int) ->
 
 
 # --------------------------------------------------------------------------------------------------- batching
-def _pad(seqs: Sequence[np.ndarray], segment_starts: Sequence[int], pad_id: int):
+def pad_batch(seqs: Sequence[np.ndarray], segment_starts: Sequence[int], pad_id: int):
     """Right-pad to the longest sequence -> (input_ids, attention_mask, token_type_ids), each (N, T) long."""
     t = max(len(s) for s in seqs)
     ids = np.full((len(seqs), t), pad_id, dtype=np.int64)
@@ -202,6 +202,11 @@ class ClassificationDataset(Dataset):
     def encoded(self) -> EncodedSequences:
         """The first (or only) view."""
         return self.views[0]
+
+    @property
+    def n_truncated(self) -> int:
+        """Sequences cut to fit ``max_seq_length`` (what the DataModule's ``stats`` report)."""
+        return self.encoded.n_truncated
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -246,12 +251,12 @@ class ClassificationCollator:
         labels = [it["label"] for it in items]
         dtype = torch.float32 if isinstance(labels[0], float) else torch.long
         if not isinstance(items[0]["input_ids"], list):
-            ids, mask, types = _pad([it["input_ids"] for it in items], [it["segment_start"] for it in items],
+            ids, mask, types = pad_batch([it["input_ids"] for it in items], [it["segment_start"] for it in items],
                                     self.pad_id)  # fmt: skip
             extract = torch.tensor([it["extract_position"] for it in items], dtype=torch.long)
         else:
             b, v = len(items), len(items[0]["input_ids"])
-            ids, mask, types = _pad([s for it in items for s in it["input_ids"]],
+            ids, mask, types = pad_batch([s for it in items for s in it["input_ids"]],
                                     [s for it in items for s in it["segment_start"]], self.pad_id)  # fmt: skip
             ids, mask, types = (x.view(b, v, -1) for x in (ids, mask, types))
             extract = torch.tensor([it["extract_position"] for it in items], dtype=torch.long)
@@ -282,7 +287,7 @@ class MultipleChoiceCollator:
         b, c = len(items), len(items[0]["input_ids"])
         seqs = [s for it in items for s in it["input_ids"]]
         starts = [s for it in items for s in it["segment_start"]]
-        ids, mask, types = _pad(seqs, starts, self.pad_id)
+        ids, mask, types = pad_batch(seqs, starts, self.pad_id)
         t = ids.size(1)
         extract = np.stack([np.asarray(it["extract_position"], dtype=np.int64) for it in items])
         return {

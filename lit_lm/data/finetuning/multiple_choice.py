@@ -293,6 +293,11 @@ class MultipleChoiceDataset(Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_choices = num_choices
 
+    @property
+    def n_truncated(self) -> int:
+        """Sequences cut to fit ``max_seq_length`` (what the DataModule's ``stats`` report)."""
+        return self.encoded.n_truncated
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -379,9 +384,14 @@ class MultipleChoiceDataModule(TaskDataModule):
             given.
         cache_dir: Where trained task tokenizers are cached.
         dataset: Deprecated name of ``reader`` (configs written before lit_lm 0.2).
+        test_fraction: With no ``test_files``: hold out this share of ``train_files`` as the test split, left out
+            of training and validation; the split is fixed (the same for every ``seed``). 0: none.
         extra_train_files: More training files, added to the training split only: the validation hold-out
             comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
     """
+
+    #: What the best checkpoint is selected by (``val/acc``) and the results report, as for the other families.
+    main_metric = "acc"
 
     def __init__(
         self,
@@ -404,6 +414,7 @@ class MultipleChoiceDataModule(TaskDataModule):
         cache_dir: str = ".cache/lit_lm",
         dataset: Literal["auto", "story_cloze", "copa", "generic"] | None = None,
         extra_train_files: list[str] | None = None,
+        test_fraction: float = 0.0,
     ) -> None:
         if dataset is not None:
             if reader not in ("auto", dataset):
@@ -413,7 +424,7 @@ class MultipleChoiceDataModule(TaskDataModule):
             reader = dataset
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files, test_fraction)  # fmt: skip
         self.reader: MultipleChoiceFormat = reader
         self._read_cache: dict[str, ReadResult[MultipleChoiceExample]] = {}
 

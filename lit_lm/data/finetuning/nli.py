@@ -297,6 +297,8 @@ class NLIDataModule(SentencePairDataModule):
             ``decode(encode(text)) == text``; see :mod:`lit_lm.data.core.tokenizer`). Ignored when ``tokenizer`` is
             given.
         cache_dir: Where trained task tokenizers are cached.
+        test_fraction: With no ``test_files``: hold out this share of ``train_files`` as the test split, left out
+            of training and validation; the split is fixed (the same for every ``seed``). 0: none.
         extra_train_files: More training files, added to the training split only: the validation hold-out
             comes from ``train_files`` alone, so runs with different extra data validate on the same examples.
         task: A named NLI task (``snli``, ``mnli``, ``rte``, ``scitail``, ``sick``, ``anli``): its label set, unless
@@ -324,6 +326,7 @@ class NLIDataModule(SentencePairDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         extra_train_files: list[str] | None = None,
+        test_fraction: float = 0.0,
         task: str | None = None,
     ) -> None:
         if task is not None and task_spec(task, "pair").reader != "nli":
@@ -336,7 +339,7 @@ class NLIDataModule(SentencePairDataModule):
                          max_seq_length=max_seq_length, batch_size=batch_size, group_by_length=group_by_length,
                          num_workers=num_workers, seed=seed, val_fraction=val_fraction, vocab_size=vocab_size,
                          lowercase=lowercase, tokenizer_kind=tokenizer_kind, cache_dir=cache_dir,
-                         extra_train_files=extra_train_files)  # fmt: skip
+                         extra_train_files=extra_train_files, test_fraction=test_fraction)  # fmt: skip
         self.metrics, self.main_metric = ("acc", "macro_f1"), "acc"
 
     def _check_builtin(self) -> None:

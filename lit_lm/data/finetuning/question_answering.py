@@ -34,7 +34,7 @@ from lit_lm.data.core.io import file_digest
 from lit_lm.data.core.splits import holdout_split
 from lit_lm.data.core.tokenizer import Tokenizer, TokenizerKind
 from lit_lm.data.finetuning.base import TaskDataModule
-from lit_lm.data.finetuning.encoding import TaskFormat, _pad
+from lit_lm.data.finetuning.encoding import TaskFormat, pad_batch
 from lit_lm.data.finetuning.squad import BUILTIN_QA_VERSION, QAExample, QAReader, builtin_question_answering, read_squad
 from lit_lm.errors import DataError
 
@@ -207,7 +207,8 @@ class QACollator:
         self.pad_id = pad_id
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids, mask, types = _pad([it["input_ids"] for it in items], [it["segment_start"] for it in items], self.pad_id)
+        starts = [it["segment_start"] for it in items]
+        ids, mask, types = pad_batch([it["input_ids"] for it in items], starts, self.pad_id)
         col = lambda key: torch.tensor([it[key] for it in items], dtype=torch.long)  # noqa: E731
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
                 "start_positions": col("start_position"), "end_positions": col("end_position"),

@@ -70,6 +70,8 @@ class SentencePairDataModule(LabelledTextDataModule):
         lowercase: Lowercase the text when training a tokenizer or loading a ``vocab.txt``.
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` or ``bpe``.
         cache_dir: Where trained task tokenizers are cached.
+        test_fraction: With no ``test_files``: hold out this share of ``train_files`` as the test split, left out
+            of training and validation; the split is fixed (the same for every ``seed``). 0: none.
         extra_train_files: More training files, added to the training split only.
     """
 
@@ -104,6 +106,7 @@ class SentencePairDataModule(LabelledTextDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         extra_train_files: list[str] | None = None,
+        test_fraction: float = 0.0,
     ) -> None:
         if both_orderings is None:
             both_orderings = format == "decoder" and task is not None and task_spec(task, "pair").symmetric
@@ -116,7 +119,7 @@ class SentencePairDataModule(LabelledTextDataModule):
             views=2 if both_orderings else 1, format=format, start_token=start_token, max_seq_length=max_seq_length,
             batch_size=batch_size, group_by_length=group_by_length, num_workers=num_workers, seed=seed,
             val_fraction=val_fraction, vocab_size=vocab_size, lowercase=lowercase, tokenizer_kind=tokenizer_kind,
-            cache_dir=cache_dir, extra_train_files=extra_train_files,
+            cache_dir=cache_dir, extra_train_files=extra_train_files, test_fraction=test_fraction,
         )  # fmt: skip
 
     def _check_builtin(self) -> None:

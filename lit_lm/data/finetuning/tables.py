@@ -66,7 +66,7 @@ _SUFFIXES = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".j
 _PYARROW_HINT = "reading Parquet needs pyarrow: pip install 'lit_lm[parquet]'"
 
 
-def _error(message: str, path: str | Path, loc: Loc | None) -> DataError:
+def located_error(message: str, path: str | Path, loc: Loc | None) -> DataError:
     """``path:line: message``, or ``path: row N: message`` for Parquet."""
     if isinstance(loc, str):
         return DataError(f"{loc}: {message}", path)
@@ -127,7 +127,7 @@ def _find(header: Sequence[str], column: str | int) -> int | None:
 
 def _missing(found: Sequence[str], columns: Columns, path: str | Path, loc: Loc | None, what: str) -> DataError:
     wanted = list(_roles(columns).values())
-    return _error(
+    return located_error(
         f"{what} has columns {list(found)} but this layout wants {wanted}; name the columns "
         "(text_column, text_pair_column, label_column) as the file has them",
         path,
@@ -175,6 +175,14 @@ def _cells(
             raise DataError(
                 f"found {len(row)} {kind} cells, {seen}; this layout needs at least {need} "
                 f"({', '.join(f'{r} in cell {i}' for r, i in index.items())})",
+                path,
+                number,
+            )
+        if header is not None and len(row) > len(header):  # cells would be read from the wrong columns
+            sep = "tab" if kind.startswith("tab") else "comma"
+            raise DataError(
+                f"found {len(row)} {kind} cells, the header (line {header_line}) has {len(header)}: a {sep} inside "
+                f"a text shifts the cells after it; remove it{' or quote the cell' if sep == 'comma' else ''}",
                 path,
                 number,
             )
@@ -226,7 +234,7 @@ def _jsonl_cells(path: str | Path, columns: Columns) -> Iterator[tuple[Loc, dict
         yield number, {role: record[key] for role, key in keys.items()}
 
 
-def _parquet_schema(path: str | Path) -> list[str]:
+def parquet_columns(path: str | Path) -> list[str]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -238,7 +246,7 @@ def _parquet_schema(path: str | Path) -> list[str]:
 
 
 def _parquet_cells(path: str | Path, columns: Columns) -> Iterator[tuple[Loc, dict[str, Any]]]:
-    keys = _keys(_parquet_schema(path), columns, path, None, "Parquet")
+    keys = _keys(parquet_columns(path), columns, path, None, "Parquet")
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=sorted(set(keys.values())))
@@ -251,10 +259,10 @@ def _parquet_cells(path: str | Path, columns: Columns) -> Iterator[tuple[Loc, di
 def _text(value: Any, column: str | int, path: str | Path, loc: Loc) -> str:
     if not isinstance(value, str):
         got = "null" if value is None else f"a {type(value).__name__} ({value!r})"
-        raise _error(f"{_name(column)} must hold text, got {got}", path, loc)
+        raise located_error(f"{_name(column)} must hold text, got {got}", path, loc)
     text = value.strip()
     if not text:
-        raise _error(f"{_name(column)} is empty; every example needs its text", path, loc)
+        raise located_error(f"{_name(column)} is empty; every example needs its text", path, loc)
     return text
 
 
@@ -264,7 +272,7 @@ def _class_id(value: Any, labels: LabelVocab, column: str | int, path: str | Pat
         return labels.lookup(value, path, line)
     except DataError as e:
         message = str(e).removeprefix(f"{path}:{line}: ")
-        raise _error(f"{_name(column)}: {message}", path, loc) from None
+        raise located_error(f"{_name(column)}: {message}", path, loc) from None
 
 
 def _score(
@@ -281,7 +289,7 @@ def _score(
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         score = float(value)
     if score is None or not math.isfinite(score):
-        raise _error(
+        raise located_error(
             f"{_name(column)}: score {value!r} is not a finite number; a regression task (labels: none) "
             "needs numeric scores; if the column holds class names, give the task's labels",
             path,
@@ -290,7 +298,7 @@ def _score(
     if score_range is not None and not score_range[0] <= score <= score_range[1]:
         if score == -1:
             return None  # no gold label: the Hub's GLUE test splits mark it -1
-        raise _error(
+        raise located_error(
             f"{_name(column)}: score {value!r} is outside the task's range [{score_range[0]}, "
             f"{score_range[1]}]; fix the row or the score_range",
             path,
@@ -372,7 +380,7 @@ def _layout_format(layout: TableFormat, detected: TableFormat) -> TableFormat:
 def _first_columns(path: str | Path, kind: TableFormat) -> list[str]:
     """The column names (or first row's cells) a layout is matched against."""
     if kind == "parquet":
-        return _parquet_schema(path)
+        return parquet_columns(path)
     if kind == "jsonl":
         return sorted(next(jsonl_records(read_text_lines(path), path))[1])
     rows = _tsv_rows(path) if kind == "tsv" else _csv_rows(path)

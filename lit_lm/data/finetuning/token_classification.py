@@ -41,7 +41,7 @@ from lit_lm.data.finetuning.conll import (
     read_tagged,
     write_conll,
 )
-from lit_lm.data.finetuning.encoding import EncodedSequences, _pad
+from lit_lm.data.finetuning.encoding import EncodedSequences, pad_batch
 from lit_lm.errors import DataError
 
 __all__ = ["TokenClassificationCollator", "TokenClassificationDataModule", "TokenClassificationDataset",
@@ -172,6 +172,11 @@ class TokenClassificationDataset(Dataset):
         self.encoded, self.labels, self.word_starts = encoded, labels, word_starts
         self.sentence_index, self.window_index = sentence_index, window_index
 
+    @property
+    def n_truncated(self) -> int:
+        """Sequences cut to fit ``max_seq_length`` (what the DataModule's ``stats`` report)."""
+        return self.encoded.n_truncated
+
     def __len__(self) -> int:
         return len(self.encoded)
 
@@ -203,7 +208,7 @@ class TokenClassificationCollator:
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         seqs = [it["input_ids"] for it in items]
-        ids, mask, types = _pad(seqs, [len(s) for s in seqs], self.pad_id)
+        ids, mask, types = pad_batch(seqs, [len(s) for s in seqs], self.pad_id)
         labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
         starts = np.zeros(ids.shape, dtype=bool)
         for i, it in enumerate(items):
@@ -261,6 +266,8 @@ class TokenClassificationDataModule(TaskDataModule):
         lowercase: Lowercase the text when training a tokenizer or loading a ``vocab.txt`` (see NLIDataModule).
         tokenizer_kind: Kind of a tokenizer trained here: ``wordpiece`` or ``bpe``.
         cache_dir: Where trained task tokenizers are cached.
+        test_fraction: With no ``test_files``: hold out this share of ``train_files`` as the test split, left out
+            of training and validation; the split is fixed (the same for every ``seed``). 0: none.
         extra_train_files: More training files, added to the training split only (the hold-out comes from
             ``train_files`` alone).
     """
@@ -297,10 +304,11 @@ class TokenClassificationDataModule(TaskDataModule):
         tokenizer_kind: TokenizerKind = "wordpiece",
         cache_dir: str = ".cache/lit_lm",
         extra_train_files: list[str] | None = None,
+        test_fraction: float = 0.0,
     ) -> None:
         super().__init__(train_files, val_files, test_files, tokenizer, format, start_token, max_seq_length,
                          batch_size, group_by_length, num_workers, seed, val_fraction, vocab_size, lowercase,
-                         cache_dir, tokenizer_kind, extra_train_files)  # fmt: skip
+                         cache_dir, tokenizer_kind, extra_train_files, test_fraction)  # fmt: skip
         if reader not in ("auto", "conll", "two_column", "jsonl", "parquet"):
             raise DataError(f"reader must be auto, conll, two_column, jsonl or parquet, got {reader!r}")
         if tag_scheme not in ("iob1", "bio2"):
@@ -323,6 +331,13 @@ class TokenClassificationDataModule(TaskDataModule):
                 train = self._read(self.train_files + (self.extra_train_files or []))[0]
             self._label_names = default_labels(train)
         return self._label_names
+
+    def adopt_model_labels(self, names: Sequence[str]) -> None:
+        """Tag with a trained model's labels where this DataModule has none of its own: no ``labels`` and no
+        training files, only files to test or predict (``test --ckpt_path``). A tag of those files outside the
+        model's labels is then a :class:`DataError` naming its line."""
+        if self._given_labels is None and self.train_files is None and self.test_files is not None:
+            self._label_names = check_label_names(list(names))
 
     @property
     def num_labels(self) -> int:

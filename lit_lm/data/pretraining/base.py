@@ -160,6 +160,14 @@ class PretrainingDataModule(ResumableDataModule):
             persistent_workers=self.num_workers > 0, **kw,
         )  # fmt: skip
 
+    def predict_dataloader(self) -> DataLoader:
+        """A corpus has nothing to predict: ``predict`` generates from prompts (:class:`PromptDataModule`)."""
+        raise DataError(
+            f"{type(self).__name__} has no predict split: predict generates text from prompts, e.g. "
+            "--data lit_lm.data.PromptDataModule --data.prompts '[\"ROMEO:\"]' (the tokenizer comes from "
+            "--ckpt_path); to score a corpus, run validate or test"
+        )
+
     @property
     def num_train_tokens(self) -> int:
         return self._corpus().num_tokens("train")
