@@ -37,7 +37,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -448,9 +447,9 @@ def _mean_int(runs: list[dict], key: str) -> str:
 
 
 def machine() -> str:
-    from lit_lm.hardware import cpu_name
+    from lit_lm.suite.runner import machine as suite_machine  # one description of the machine for every record
 
-    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+    return suite_machine()
 
 
 PLOTTED = ("val/bpc", "val/loss", "train/loss", "val/mlm_loss", "val/mlm_acc", "val/nsp_acc", "val/acc")

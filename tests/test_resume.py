@@ -376,9 +376,9 @@ def test_atomic_save_replaces_the_file_only_when_complete(tmp_path: Path) -> Non
     assert io.load_checkpoint(path)["global_step"] == 1  # the previous checkpoint, intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left
 
-    from lit_lm.data.core.io import _host
+    from lit_lm.data.core.io import host_name
 
-    host = _host()
+    host = host_name()
     stale = path.parent / f".last.ckpt.{host}.99999999.deadbeef.tmp"  # what a process killed during a write leaves
     other = path.parent / f".best.ckpt.{host}.99999999.deadbeef.tmp"
     similar = path.parent / f".last.ckpt.json.{host}.99999999.deadbeef.tmp"  # another target's name starts alike

@@ -246,9 +246,9 @@ def test_a_run_is_known_by_its_config_and_claimed_by_one_suite(tmp_path):
     with suite_runner.claimed(run_dir) as holder:
         assert holder is None
         with suite_runner.claimed(run_dir) as second:  # a second suite on the same records: not this run
-            assert second == f"{suite_runner.socket.gethostname()} {suite_runner.os.getpid()}"
+            assert second == f"{suite_runner.io.host_name()} {suite_runner.os.getpid()}"
     claim = run_dir.with_name("seed1.claim")
     assert not claim.exists()
-    claim.write_text(f"{suite_runner.socket.gethostname()} 999999999")  # a suite that was killed
+    claim.write_text(f"{suite_runner.io.host_name()} 999999999")  # a suite that was killed
     with suite_runner.claimed(run_dir) as holder:
         assert holder is None

@@ -12,13 +12,11 @@ import contextlib
 import datetime
 import fcntl
 import gc
-import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -30,6 +28,7 @@ import yaml
 
 from lit_lm import __version__
 from lit_lm.config import TransformerConfig
+from lit_lm.data.core import io
 from lit_lm.errors import ConfigError
 from lit_lm.suite.recipes import DEFAULT_DATA_DIR, TaskRecipe, load_recipes, run_config
 
@@ -76,16 +75,8 @@ class RecordsFile:
             records = [r for r in self.load() if run_key(r) != key] + [record]
             rank = {t: i for i, t in enumerate(order or [])}
             records.sort(key=lambda r: (rank.get(r["task"], len(rank)), r["task"], ARMS.index(r["arm"]), r["seed"]))
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp",
-                                             delete=False) as tmp:  # fmt: skip
-                tmp.write(json.dumps(records, indent=1) + "\n")
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            try:
-                os.replace(tmp.name, self.path)
-            except BaseException:
-                Path(tmp.name).unlink(missing_ok=True)
-                raise
+            with io.atomic_write(self.path) as tmp:
+                tmp.write_text(json.dumps(records, indent=1) + "\n")
 
 
 @contextlib.contextmanager
@@ -95,14 +86,14 @@ def claimed(run_dir: Path) -> Iterator[str | None]:
     taken over; the claim is released when the block ends."""
     claim = run_dir.with_name(run_dir.name + ".claim")
     claim.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{socket.gethostname()} {os.getpid()}"
+    me = f"{io.host_name()} {os.getpid()}"
     for _ in range(2):
         try:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = claim.read_text().strip() if claim.is_file() else ""
             host, _, pid = owner.partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            if host == io.host_name() and pid.isdigit() and not io.process_exists(int(pid)):
                 claim.unlink(missing_ok=True)  # left by a killed suite
                 continue
             yield owner or "another suite"
@@ -117,21 +108,10 @@ def claimed(run_dir: Path) -> Iterator[str | None]:
     yield "another suite"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def config_digest(config: dict[str, Any]) -> str:
     """What makes two runs the same run: their config (budget, recipe, data, seed, precision), not their directory."""
     trainer = {k: v for k, v in config.get("trainer", {}).items() if k != "default_root_dir"}
-    same = {**config, "trainer": trainer}
-    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return io.digest({**config, "trainer": trainer})
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
@@ -145,13 +125,7 @@ def checkpoint_fingerprint(path: str | Path) -> str:
         files = sorted(f for f in p.iterdir() if f.is_file() and (f.name in names or f.suffix == ".safetensors"))
         if not any(f.suffix == ".safetensors" for f in files):
             files += [f for f in (p / "pytorch_model.bin",) if f.is_file()]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+    return io.digest([(f.name, io.file_digest(f)) for f in files])
 
 
 def run_key(record: dict[str, Any]) -> tuple[str, str, int]:

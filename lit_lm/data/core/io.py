@@ -104,10 +104,10 @@ def jsonl_records(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int,
 def temporary_path(target: Path) -> Path:
     """``.<name>.<host>.<pid>.<random>.tmp`` beside ``target``: unique per writer, so concurrent writers (DDP ranks,
     jobs on other nodes sharing the directory) never share one, and hidden from globs such as ``*.json``."""
-    return target.with_name(f".{target.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    return target.with_name(f".{target.name}.{host_name()}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
 
 
-def _host() -> str:
+def host_name() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
 
 
@@ -141,12 +141,13 @@ def remove_stale_temporaries(target: Path) -> None:
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp$")
     for p in target.parent.glob(f"{glob.escape(f'.{target.name}.')}*{TMP_SUFFIX}"):
         m = pattern.match(p.name)
-        if m is None or m["host"] != _host() or int(m["pid"]) == os.getpid() or _process_exists(int(m["pid"])):
+        if m is None or m["host"] != host_name() or int(m["pid"]) == os.getpid() or process_exists(int(m["pid"])):
             continue
         _remove(p)
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (True when that cannot be told)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
