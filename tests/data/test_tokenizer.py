@@ -64,6 +64,28 @@ def test_wordpiece_training_is_reproducible_and_learns_what_the_library_trainer_
     assert len(set(vocab) & set(library.get_vocab())) >= 0.99 * len(vocab)
 
 
+HARD_TEXT = (
+    "Ünïcödé CAFÉ\u00a0naïve\tTab\r\nCRLF \x0bvt\x0cff a\x1cb \u3000ideo\u4e2d\u6587mixed \u2028ls "
+    "don't—dash … \u0301combining e\u0301 \x00nul \ufffdrepl ＦＵＬＬ ΣΙΓΜΑ ς (x)[y]{z} 3.14 emoji🙂x "
+    "\u200bzw \xadsoft ##hash"
+)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_word_counts_equal_the_library_normalizer_and_pre_tokenizer(lowercase: bool, shared_data_dir: Path) -> None:
+    """WordPiece training counts each distinct space-separated chunk once (printable ASCII by a regex): the counts
+    equal those of running the BERT normalizer and pre-tokenizer over every text, on hard cases and real text."""
+    from collections import Counter
+
+    from lit_lm.data.core.tokenizer import _configure, _count_words
+
+    tk = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+    _configure(tk, lowercase)
+    texts = [HARD_TEXT, HARD_TEXT[::-1], *(shared_data_dir / "tinyshakespeare" / "input.txt").read_text().split("\n\n")]
+    expected = Counter(w for t in texts for w, _ in tk.pre_tokenizer.pre_tokenize_str(tk.normalizer.normalize_str(t)))
+    assert _count_words(tk, iter(texts), lowercase) == expected
+
+
 def test_wordpiece_limit_alphabet_splits_words_at_dropped_characters() -> None:
     tok = Tokenizer.train_from_texts(["abc abc abc cab bca"] * 5 + ["aqb"], vocab_size=40, limit_alphabet=3)
     assert "q" not in tok.hf.get_vocab() and "##q" not in tok.hf.get_vocab()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -91,8 +92,36 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
 _PRIVATE_USE = 0xF0000  # Supplementary Private Use Area-A (65,534 code points), then -B
 
 
+_BREAKS = str.maketrans("\t\n\r", "   ")  # BERT's normalizer turns these into spaces, and its pre-tokenizer splits there
+_ASCII_WORDS = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9]")  # every printable ASCII non-alphanumeric is BERT punctuation
+
+
+def _count_words(tk: HFTokenizer, texts: Iterable[str], lowercase: bool) -> Counter[str]:
+    """The words of ``texts`` after ``tk``'s BERT normalizer and pre-tokenizer, with their counts.
+
+    The same counts as pre-tokenizing every text, at a fraction of the cost: the normalizer works character by
+    character and the pre-tokenizer splits at every space, so a space-separated chunk's words do not depend on its
+    neighbours. Each distinct chunk is therefore split once; a printable ASCII chunk by a regex equal to the BERT
+    normalizer and pre-tokenizer on it (alphanumeric runs, each other character alone), any other through ``tk``.
+    """
+    chunks: Counter[str] = Counter()
+    for text in texts:
+        chunks.update(text.translate(_BREAKS).split(" "))
+    chunks.pop("", None)
+    normalize, pre_tokenize = tk.normalizer.normalize_str, tk.pre_tokenizer.pre_tokenize_str
+    counts: Counter[str] = Counter()
+    for chunk, n in chunks.items():
+        if chunk.isascii() and chunk.isprintable():
+            words = _ASCII_WORDS.findall(chunk.lower() if lowercase else chunk)
+        else:
+            words = [w for w, _ in pre_tokenize(normalize(chunk))]
+        for w in words:
+            counts[w] += n
+    return counts
+
+
 def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min_frequency: int,
-                     limit_alphabet: int) -> models.WordPiece:  # fmt: skip
+                     limit_alphabet: int, lowercase: bool) -> models.WordPiece:  # fmt: skip
     """WordPiece vocabulary learned as the ``tokenizers`` WordPieceTrainer learns it (BPE merges over the words of
     ``tk``'s normalizer and pre-tokenizer, ``##`` marking pieces inside a word), but the same on every run.
 
@@ -103,10 +132,7 @@ def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min
     characters (both in code-point order), then merges in the order learned. ``limit_alphabet`` keeps the most
     frequent characters (ties by code point); a word is split at a character dropped that way.
     """
-    counts: Counter[str] = Counter()
-    for text in texts:
-        words = tk.pre_tokenizer.pre_tokenize_str(tk.normalizer.normalize_str(text))
-        counts.update(w for w, _ in words)
+    counts = _count_words(tk, texts, lowercase)
     chars: Counter[str] = Counter()
     for word, n in counts.items():
         for c in word:
@@ -213,7 +239,7 @@ class Tokenizer:
         if kind == "wordpiece":
             tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
             _configure(tk, lowercase)
-            tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet)
+            tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet, lowercase)
             return cls._finish(tk)
         tk = HFTokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
