@@ -69,19 +69,25 @@ _ABBREVIATIONS = (
 # The lookbehinds sit after the "." so that they are tried only where a period is.
 _NOT_AFTER = "".join(rf"(?<!\b{a}\.)" for a in _ABBREVIATIONS) + r"(?<!\b[A-Z]\.)"
 # group 1: the sentence end (punctuation + closing quotes/brackets); then whitespace; then (lookahead) a capital.
+# It starts with a character set (the lookbehinds cannot match after "!" or "?"), so the regex engine skips ahead to
+# the next [.!?] instead of trying the pattern at every character.
 _SENT_END = re.compile(
-    rf"((?:\.{_NOT_AFTER}|[!?])[.!?]*[\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[_]*[A-Z\u00c0-\u00de])"
+    rf"([.!?]{_NOT_AFTER}[.!?]*[\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[_]*[A-Z\u00c0-\u00de])"
 )
-_WS = re.compile(r"\s+")
 _LINE_END_PUNCT = tuple(".!?:;")
 _CLOSERS = "\"'\u201d\u2019)] \t"
 
 
 def _punct_split(text: str) -> list[str]:
-    text = _WS.sub(" ", text).strip()
+    text = " ".join(text.split())  # runs of whitespace -> one space (str.split's whitespace is the regex \s)
     if not text:
         return []
-    return _SENT_END.sub("\\1\n", text).split("\n")
+    out, start = [], 0
+    for m in _SENT_END.finditer(text):
+        out.append(text[start : m.end(1)])
+        start = m.end()
+    out.append(text[start:])
+    return out
 
 
 def _looks_line_based(lines: list[str]) -> bool:
