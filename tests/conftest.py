@@ -11,6 +11,12 @@ import shutil
 if "TRITON_INTERPRET" not in os.environ and shutil.which("nvidia-smi") is None:
     os.environ["TRITON_INTERPRET"] = "1"
 
+# `make test` runs the tests in parallel processes (pytest-xdist, `-n`): each gets its share of the cores for torch's
+# threads, so that two workers on two cores do not oversubscribe them (set before torch is imported).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
 
 # ----------------------------------------------------------------------------------- checkpoints shared by test files
 from pathlib import Path  # noqa: E402

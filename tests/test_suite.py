@@ -252,3 +252,40 @@ def test_a_run_is_known_by_its_config_and_claimed_by_one_suite(tmp_path):
     claim.write_text(f"{suite_runner.io.host_name()} 999999999")  # a suite that was killed
     with suite_runner.claimed(run_dir) as holder:
         assert holder is None
+
+
+def test_a_failed_run_ends_only_itself_and_is_retried_by_the_next_invocation(pretrained, tiny_tasks, tmp_path,
+                                                                              monkeypatch, capsys):
+    from lit_lm.errors import DataError
+
+    settings = dict(checkpoint=str(pretrained["gpt"]), tasks="sst2,stsb", seeds="1", max_steps=2,
+                    recipes=str(tiny_tasks / "recipes.yaml"), accelerator="cpu", precision="32-true", report=False,
+                    out=str(tmp_path))  # fmt: skip
+
+    def fake_run(fail: set[str]):
+        def run_one(recipe, config, run_dir):
+            if recipe.name in fail:
+                raise DataError("bad line", "train.tsv", 7)
+            return {"metric": "acc", "value": 0.5, "steps": 2, "wall_s": 1.0}
+
+        return run_one
+
+    monkeypatch.setattr(suite_runner, "run_one", fake_run({"sst2"}))
+    with pytest.raises(suite_runner.SuiteRunFailed, match=r"1 run\(s\) failed \(sst2 seed 1 pretrained: DataError: "
+                                                          r"train.tsv:7: bad line\)"):  # fmt: skip
+        run_suite(**settings)
+    assert "sst2 seed 1 pretrained: FAILED (DataError" in capsys.readouterr().out
+    assert [r["task"] for r in RecordsFile(tmp_path / "records.json").load()] == ["stsb"]  # the next run still ran
+    assert [f["task"] for f in json.loads((tmp_path / "failures.json").read_text())] == ["sst2"]
+
+    monkeypatch.setattr(suite_runner, "run_one", fake_run(set()))
+    assert [r["task"] for r in run_suite(**settings)] == ["sst2", "stsb"]  # retried; stsb not run again
+    assert "1 recorded in" in capsys.readouterr().out and not (tmp_path / "failures.json").exists()
+
+
+def test_the_eta_weighs_each_task_by_its_own_cost():
+    squad, sst2 = RECIPES["squad"], RECIPES["sst2"]
+    remaining = [(squad,), (sst2,), (sst2,)]
+    # sst2 has a measured run (100 s); squad none yet: its steps at the measured seconds per step
+    assert suite_runner._eta(remaining, {"sst2": [100.0]}, 0.5, None) == 0.5 * squad.max_steps + 200.0
+    assert suite_runner._eta(remaining, {}, 0.5, 10) == 15.0  # --max_steps: every run takes that many

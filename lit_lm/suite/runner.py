@@ -29,14 +29,19 @@ import yaml
 from lit_lm import __version__
 from lit_lm.config import TransformerConfig
 from lit_lm.data.core import io
-from lit_lm.errors import ConfigError
+from lit_lm.errors import ConfigError, LitLMError
 from lit_lm.suite.recipes import DEFAULT_DATA_DIR, TaskRecipe, load_recipes, run_config
 
-__all__ = ["ARMS", "RecordsFile", "run_suite", "suite_plan"]
+__all__ = ["ARMS", "RecordsFile", "SuiteRunFailed", "run_suite", "suite_plan"]
 
 log = logging.getLogger(__name__)
 ARMS = ("pretrained", "scratch")
 RECORDS = "records.json"
+FAILURES = "failures.json"  # the runs of the last invocation that failed (not records: a restart retries them)
+
+
+class SuiteRunFailed(LitLMError, RuntimeError):
+    """Runs of a suite failed; the others ran and were recorded. The message names them and their error."""
 
 
 class RecordsFile:
@@ -297,7 +302,10 @@ def run_suite(
     _check_configs([(recipe.name, config) for recipe, _, _, _, config, _ in todo])
     print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
           f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)
-    walls: list[float] = []
+    walls: dict[str, list[float]] = {}  # task -> wall times of its runs done here
+    seconds_per_step: list[float] = []
+    failures: list[dict[str, Any]] = []
+    (out_dir / FAILURES).unlink(missing_ok=True)  # the last invocation's: retried now
     for i, (recipe, arm, seed, run_dir, config, digest) in enumerate(todo, 1):
         what = f"{recipe.name} seed {seed} {arm}"
         if recorded(recipe.name, arm, seed, digest):  # by another suite sharing the records, meanwhile
@@ -306,13 +314,25 @@ def run_suite(
             if holder is not None:
                 print(f"{what}: being run by {holder}; left to it", flush=True)
                 continue
-            record = run_one(recipe, config, run_dir)
+            t0 = time.perf_counter()
+            try:
+                record = run_one(recipe, config, run_dir)
+            except Exception as e:  # one run's failure (bad data, a NaN loss, out of memory) ends only that run
+                failures.append({"task": recipe.name, "arm": arm, "seed": seed, "run_dir": str(run_dir),
+                                 "error": f"{type(e).__name__}: {e}".splitlines()[0],
+                                 "wall_s": round(time.perf_counter() - t0, 1), "date": datetime.date.today().isoformat()})
+                with io.atomic_write(out_dir / FAILURES) as tmp:
+                    tmp.write_text(json.dumps(failures, indent=1) + "\n")
+                print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {what}: FAILED "
+                      f"({failures[-1]['error']}); the suite goes on, its files: {run_dir}", flush=True)  # fmt: skip
+                continue
             record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
                           checkpoint=str(checkpoint), checkpoint_fingerprint=fingerprint, format=fmt,
                           max_steps_override=max_steps, config_digest=digest)  # fmt: skip
             store.add(record, order=list(book))
-        walls.append(record["wall_s"])
-        eta = statistics.mean(walls) * (len(todo) - i)
+        walls.setdefault(recipe.name, []).append(record["wall_s"])
+        seconds_per_step.append(record["wall_s"] / max(1, record["steps"]))
+        eta = _eta(todo[i:], walls, statistics.mean(seconds_per_step), max_steps)
         print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {what}: "
               f"{100 * record['value']:.1f} {record['metric']}, {record['wall_s']:.0f} s "
               f"(run {i}/{len(todo)}, ETA {_duration(eta)})", flush=True)  # fmt: skip
@@ -321,7 +341,23 @@ def run_suite(
         from lit_lm.suite.report import write_report
 
         print(write_report(out_dir, records=store.path), flush=True)
+    if failures:
+        shown = "; ".join(f"{f['task']} seed {f['seed']} {f['arm']}: {f['error']}" for f in failures[:3])
+        raise SuiteRunFailed(f"{len(failures)} run(s) failed ({shown}{'; ...' if len(failures) > 3 else ''}); "
+                             f"listed in {out_dir / FAILURES}; the same command retries them and skips the "
+                             "recorded ones")  # fmt: skip
     return final
+
+
+def _eta(remaining: list[tuple], walls: dict[str, list[float]], seconds_per_step: float,
+         max_steps: int | None) -> float:  # fmt: skip
+    """Seconds the ``remaining`` runs should take: a task's mean wall time where one of its runs is done here, else
+    its steps at the mean seconds per step of the runs done (tasks differ: QA windows cost more than SST-2)."""
+    total = 0.0
+    for recipe, *_ in remaining:
+        done = walls.get(recipe.name)
+        total += statistics.mean(done) if done else seconds_per_step * (max_steps or recipe.max_steps)
+    return total
 
 
 def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
