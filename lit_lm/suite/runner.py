@@ -320,7 +320,8 @@ def run_suite(
             except Exception as e:  # one run's failure (bad data, a NaN loss, out of memory) ends only that run
                 failures.append({"task": recipe.name, "arm": arm, "seed": seed, "run_dir": str(run_dir),
                                  "error": f"{type(e).__name__}: {e}".splitlines()[0],
-                                 "wall_s": round(time.perf_counter() - t0, 1), "date": datetime.date.today().isoformat()})
+                                 "wall_s": round(time.perf_counter() - t0, 1),
+                                 "date": datetime.date.today().isoformat()})  # fmt: skip
                 with io.atomic_write(out_dir / FAILURES) as tmp:
                     tmp.write_text(json.dumps(failures, indent=1) + "\n")
                 print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {what}: FAILED "

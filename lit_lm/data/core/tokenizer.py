@@ -19,6 +19,7 @@ format with it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import time
@@ -92,7 +93,8 @@ def _tokenizer_from_checkpoint(path: Path) -> str:
 _PRIVATE_USE = 0xF0000  # Supplementary Private Use Area-A (65,534 code points), then -B
 
 
-_BREAKS = str.maketrans("\t\n\r", "   ")  # BERT's normalizer turns these into spaces, and its pre-tokenizer splits there
+# BERT's normalizer turns these into spaces, and its pre-tokenizer splits at every space
+_BREAKS = str.maketrans("\t\n\r", "   ")
 _ASCII_WORDS = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9]")  # every printable ASCII non-alphanumeric is BERT punctuation
 
 
@@ -174,6 +176,49 @@ def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min
 
     vocab = {unmark(t): i for t, i in ordered}
     return models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX)
+
+
+class ChunkEncoder:
+    """Encodes many texts without special tokens, as :meth:`Tokenizer.encode_batch` does: all ids one after the other
+    and each text's number of ids (as NumPy arrays).
+
+    With a tokenizer whose texts encode chunk by chunk (:attr:`Tokenizer.encodes_by_chunk`: BERT-style WordPiece),
+    each distinct space-separated chunk is encoded once, when first seen, and its ids reused; a corpus repeats its
+    words, so this does a fraction of the work. Other tokenizers (byte-level BPE: its words carry the space before
+    them) encode each text. Keep one encoder for a whole corpus; it forgets its chunks past ``max_chunks``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_chunks: int = 2_000_000) -> None:
+        self.tokenizer, self.max_chunks = tokenizer, max_chunks
+        self.by_chunk = tokenizer.encodes_by_chunk
+        self._index: dict[str, int] = {}  # chunk -> its row in _ids / _lengths
+        self._ids: list[list[int]] = []
+        self._lengths: list[int] = []
+        # encode_batch_fast (tokenizers >= 0.20) skips the offsets we do not need
+        self._encode = getattr(tokenizer.hf, "encode_batch_fast", tokenizer.hf.encode_batch)
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not self.by_chunk:
+            ids = [e.ids for e in self._encode(list(texts), add_special_tokens=False)]
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            return np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum())), lengths
+        split = [t.translate(_BREAKS).split(" ") for t in texts]
+        per_text = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+        chunks = list(itertools.chain.from_iterable(split))
+        if len(self._index) > self.max_chunks:
+            self._index.clear(), self._ids.clear(), self._lengths.clear()
+        new = [c for c in dict.fromkeys(chunks) if c not in self._index]
+        if new:
+            self._index.update(zip(new, range(len(self._ids), len(self._ids) + len(new)), strict=True))
+            for e in self._encode(new, add_special_tokens=False):
+                self._ids.append(e.ids)
+                self._lengths.append(len(e.ids))
+        rows = list(map(self._index.__getitem__, chunks))
+        chunk_lengths = np.asarray(self._lengths, dtype=np.int64)[rows] if rows else np.zeros(0, np.int64)
+        ends = np.concatenate([[0], np.cumsum(chunk_lengths)])[np.cumsum(per_text)]
+        lengths = np.diff(ends, prepend=0)
+        flat = itertools.chain.from_iterable(map(self._ids.__getitem__, rows))
+        return np.fromiter(flat, dtype=np.int64, count=int(chunk_lengths.sum())), lengths
 
 
 class Tokenizer:
@@ -350,6 +395,18 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    @property
+    def encodes_by_chunk(self) -> bool:
+        """Whether a text's ids are the ids of its space-separated chunks, one after the other: a BERT-style
+        WordPiece (BERT normalizer and pre-tokenizer, whose splits include every space; no added token with a space
+        or that takes the spaces around it). :class:`ChunkEncoder` then encodes each distinct chunk once."""
+        if not (isinstance(self.hf.normalizer, normalizers.BertNormalizer)
+                and isinstance(self.hf.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+                and isinstance(self.hf.model, models.WordPiece)):  # fmt: skip
+            return False
+        added = self.hf.get_added_tokens_decoder().values()
+        return not any(t.lstrip or t.rstrip or any(c.isspace() for c in t.content) for t in added)
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings (``##`` marks a word continuation)."""

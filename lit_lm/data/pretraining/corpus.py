@@ -31,7 +31,6 @@ and the blank lines between them); with ``split="tail"`` the exact slice.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -47,7 +46,7 @@ import numpy as np
 
 from lit_lm.data.core.io import atomic_write, digest, file_identities
 from lit_lm.data.core.splits import holdout_split
-from lit_lm.data.core.tokenizer import Tokenizer
+from lit_lm.data.core.tokenizer import ChunkEncoder, Tokenizer
 from lit_lm.data.pretraining.text import (
     CorpusText,
     DocSplit,
@@ -168,41 +167,30 @@ def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
 
 
-_WORKER_TOKENIZER: Tokenizer | None = None
-
-
-def _encode(tokenizer: Tokenizer, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    # encode_batch_fast (tokenizers >= 0.20) skips the offsets we do not need
-    fn = getattr(tokenizer.hf, "encode_batch_fast", tokenizer.hf.encode_batch)
-    return _flatten([e.ids for e in fn(sentences, add_special_tokens=False)])
+_WORKER_ENCODER: ChunkEncoder | None = None
 
 
 def _worker_encode(sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    assert _WORKER_TOKENIZER is not None
-    return _encode(_WORKER_TOKENIZER, sentences)
-
-
-def _flatten(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-    return flat, lengths
+    assert _WORKER_ENCODER is not None
+    return _WORKER_ENCODER(sentences)
 
 
 def _encode_chunks(
     chunks: list[list[str]], tokenizer: Tokenizer, workers: int, on_done
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Encode chunks of sentences in order: in this process (Rust threads) or in ``workers`` forked processes."""
+    encoder = ChunkEncoder(tokenizer)  # a distinct word is encoded once (a BERT-style WordPiece), not per sentence
     if workers <= 1 or len(chunks) < 2 or "fork" not in _mp_methods():
         for c in chunks:
-            out = _encode(tokenizer, c)
+            out = encoder(c)
             on_done(c)
             yield out
         return
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    global _WORKER_TOKENIZER
-    _WORKER_TOKENIZER = tokenizer
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = encoder
     # Each child encodes serially (the Rust library turns its threads off after a fork; saying so in the
     # environment the children inherit keeps it from warning about it), all children in parallel.
     old_env = os.environ.get("TOKENIZERS_PARALLELISM")
@@ -216,7 +204,7 @@ def _encode_chunks(
                 yield out
     finally:
         _restore_env("TOKENIZERS_PARALLELISM", old_env)
-        _WORKER_TOKENIZER = None
+        _WORKER_ENCODER = None
 
 
 def _restore_env(name: str, value: str | None) -> None:
