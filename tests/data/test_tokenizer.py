@@ -259,25 +259,27 @@ def _is_utf8(path) -> bool:
 
 
 def test_chunk_encoder_gives_the_ids_of_encode_batch(shared_data_dir: Path) -> None:
-    """Corpus preparation encodes each distinct space-separated chunk once (BERT-style WordPiece): the same ids and
-    lengths as encoding each text, on hard cases and real text, across batches and after forgetting its chunks;
-    a byte-level BPE (whose words carry their leading space) encodes each text."""
+    """Corpus preparation encodes each distinct chunk (about a word) once, for BERT-style WordPiece and GPT-2-style
+    byte-level BPE: the same ids and lengths as encoding each text, on hard cases and real text (lines with their
+    line ends, runs of spaces), across batches and after forgetting its chunks."""
     import numpy as np
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, pre_tokenizers
 
     from lit_lm.data.core.tokenizer import ChunkEncoder
 
     text = (shared_data_dir / "tinyshakespeare" / "input.txt").read_text()
-    texts = [HARD_TEXT, HARD_TEXT[::-1], "", "  ", "[MASK] x[SEP]y", *text.split("\n")[:3000]]
+    lines = text.splitlines(keepends=True)[:3000]
+    texts = [HARD_TEXT, HARD_TEXT[::-1], "", "  ", " x", "a   b  \n\n c\t d \u00a0e", "[MASK] x[SEP]y", *lines]
     wordpiece = Tokenizer.train_from_texts(text.split("\n\n"), vocab_size=1000)
     bpe = Tokenizer.train_from_texts(text.split("\n\n")[:300], vocab_size=400, kind="bpe")
-    for tok, by_chunk in ((wordpiece, True), (bpe, False)):
+    for tok in (wordpiece, bpe):
         expected = tok.encode_batch(texts)
         encoder = ChunkEncoder(tok, max_chunks=500)
-        assert encoder.by_chunk is by_chunk
+        assert encoder.chunk_kind == tok.kind
         parts = [encoder(texts[i : i + 700]) for i in range(0, len(texts), 700)]
         flat, lengths = (np.concatenate(x) for x in zip(*parts, strict=True))
         assert lengths.tolist() == [len(e) for e in expected]
         assert flat.tolist() == [i for e in expected for i in e]
-    wordpiece.hf.add_tokens([AddedToken("<x>", lstrip=True)])  # takes the space before it: not chunk by chunk
-    assert not ChunkEncoder(wordpiece).by_chunk
+    bpe.hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # " " before the first word: per text
+    wordpiece.hf.add_tokens([AddedToken("<x>", lstrip=True)])  # takes the space before it
+    assert ChunkEncoder(bpe).chunk_kind is None and ChunkEncoder(wordpiece).chunk_kind is None

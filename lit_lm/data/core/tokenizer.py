@@ -178,19 +178,32 @@ def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min
     return models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX)
 
 
+_WORD_STARTS = re.compile(r"(?= \S)")  # where GPT-2's pre-tokenizer regex starts a word (" word", " 42", " ,")
+
+
+def split_chunks(text: str, kind: TokenizerKind) -> list[str]:
+    """``text`` cut where its tokenizer's pre-tokenizer always cuts: WordPiece at every space, tab and line break
+    (BERT's normalizer makes them spaces); byte-level BPE before each space that precedes a non-space (the GPT-2
+    regex gives such a space to the word after it; Python's non-spaces are non-spaces to it too). Joined, the
+    chunks are ``text`` again for BPE; for WordPiece they lose only what the normalizer turns into spaces."""
+    if kind == "bpe":
+        return _WORD_STARTS.split(text)
+    return text.translate(_BREAKS).split(" ")
+
+
 class ChunkEncoder:
     """Encodes many texts without special tokens, as :meth:`Tokenizer.encode_batch` does: all ids one after the other
     and each text's number of ids (as NumPy arrays).
 
-    With a tokenizer whose texts encode chunk by chunk (:attr:`Tokenizer.encodes_by_chunk`: BERT-style WordPiece),
-    each distinct space-separated chunk is encoded once, when first seen, and its ids reused; a corpus repeats its
-    words, so this does a fraction of the work. Other tokenizers (byte-level BPE: its words carry the space before
-    them) encode each text. Keep one encoder for a whole corpus; it forgets its chunks past ``max_chunks``.
+    With a tokenizer whose texts encode chunk by chunk (:attr:`Tokenizer.chunk_kind`: BERT's and GPT-2's kinds),
+    each distinct chunk (:func:`split_chunks`: about a word) is encoded once, when first seen, and its ids reused; a
+    corpus repeats its words, so this does a fraction of the work. Other tokenizers encode each text. Keep one
+    encoder for a whole corpus; it forgets its chunks past ``max_chunks``.
     """
 
     def __init__(self, tokenizer: Tokenizer, max_chunks: int = 2_000_000) -> None:
         self.tokenizer, self.max_chunks = tokenizer, max_chunks
-        self.by_chunk = tokenizer.encodes_by_chunk
+        self.chunk_kind = tokenizer.chunk_kind
         self._index: dict[str, int] = {}  # chunk -> its row in _ids / _lengths
         self._ids: list[list[int]] = []
         self._lengths: list[int] = []
@@ -198,11 +211,11 @@ class ChunkEncoder:
         self._encode = getattr(tokenizer.hf, "encode_batch_fast", tokenizer.hf.encode_batch)
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        if not self.by_chunk:
+        if self.chunk_kind is None:
             ids = [e.ids for e in self._encode(list(texts), add_special_tokens=False)]
             lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             return np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum())), lengths
-        split = [t.translate(_BREAKS).split(" ") for t in texts]
+        split = [split_chunks(t, self.chunk_kind) for t in texts]
         per_text = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
         chunks = list(itertools.chain.from_iterable(split))
         if len(self._index) > self.max_chunks:
@@ -397,16 +410,25 @@ class Tokenizer:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     @property
-    def encodes_by_chunk(self) -> bool:
-        """Whether a text's ids are the ids of its space-separated chunks, one after the other: a BERT-style
-        WordPiece (BERT normalizer and pre-tokenizer, whose splits include every space; no added token with a space
-        or that takes the spaces around it). :class:`ChunkEncoder` then encodes each distinct chunk once."""
-        if not (isinstance(self.hf.normalizer, normalizers.BertNormalizer)
-                and isinstance(self.hf.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
-                and isinstance(self.hf.model, models.WordPiece)):  # fmt: skip
-            return False
-        added = self.hf.get_added_tokens_decoder().values()
-        return not any(t.lstrip or t.rstrip or any(c.isspace() for c in t.content) for t in added)
+    def chunk_kind(self) -> TokenizerKind | None:
+        """How :func:`split_chunks` may cut texts so that a text's ids are its chunks' ids one after the other (and
+        :class:`ChunkEncoder` may encode each distinct chunk once): ``"wordpiece"`` for a BERT-style WordPiece (BERT
+        normalizer and pre-tokenizer: every space splits), ``"bpe"`` for a GPT-2-style byte-level BPE (no normalizer,
+        byte-level pre-tokenizer with its regex and no added prefix space: a space before a non-space starts a
+        word); None for other tokenizers, or with an added token that holds a space or takes the spaces around it."""
+        hf = self.hf
+        if (isinstance(hf.normalizer, normalizers.BertNormalizer)
+                and isinstance(hf.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+                and isinstance(hf.model, models.WordPiece)):  # fmt: skip
+            kind: TokenizerKind = "wordpiece"
+        elif (hf.normalizer is None and isinstance(hf.pre_tokenizer, pre_tokenizers.ByteLevel)
+                and hf.pre_tokenizer.use_regex and not hf.pre_tokenizer.add_prefix_space
+                and isinstance(hf.model, models.BPE)):  # fmt: skip
+            kind = "bpe"
+        else:
+            return None
+        added = hf.get_added_tokens_decoder().values()
+        return None if any(t.lstrip or t.rstrip or any(c.isspace() for c in t.content) for t in added) else kind
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings (``##`` marks a word continuation)."""
