@@ -15,7 +15,8 @@ if "TRITON_INTERPRET" not in os.environ and shutil.which("nvidia-smi") is None:
 # threads, so that two workers on two cores do not oversubscribe them (set before torch is imported).
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
     workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
 
 
 # ----------------------------------------------------------------------------------- checkpoints shared by test files

@@ -308,27 +308,31 @@ def test_resume_after_sigkills_at_random_moments(tmp_path: Path, cache: Path, fa
     rng = random.Random(1234)
     ref_log = tmp_path / "ref.log"
     reference = _start(_command(family, tmp_path / "ref", cache, ref_log))  # alongside the interrupted runs
-    root = tmp_path / "run"
-    kills = 0
-    runs: list[tuple[int, dict[int, float]]] = []
-    for attempt in range(12):
-        log = tmp_path / f"run{attempt}.log"
-        extra = ["--ckpt_path", "last"] if attempt else []
-        proc = _start(_command(family, root, cache, log, *extra))
-        target = rng.randint(5, 9)  # kill after this many new steps (so a new last.ckpt exists), plus a little
-        while proc.poll() is None and (not log.exists() or len(log.read_text().splitlines()) < target):
-            time.sleep(0.01)
-        if proc.poll() is None:
-            time.sleep(rng.random() * 0.05)
-            proc.kill()
-        proc.communicate(timeout=600)
-        kills += proc.returncode == -signal.SIGKILL
-        if log.exists() and log.read_text():
-            runs.append((attempt, _losses(log)))
-        if proc.returncode == 0:
-            break
-    else:
-        pytest.fail("the run did not complete in 12 attempts")
+    try:
+        root = tmp_path / "run"
+        kills = 0
+        runs: list[tuple[int, dict[int, float]]] = []
+        for attempt in range(12):
+            log = tmp_path / f"run{attempt}.log"
+            extra = ["--ckpt_path", "last"] if attempt else []
+            proc = _start(_command(family, root, cache, log, *extra))
+            target = rng.randint(5, 9)  # kill after this many new steps (so a new last.ckpt exists), plus a little
+            while proc.poll() is None and (not log.exists() or len(log.read_text().splitlines()) < target):
+                time.sleep(0.01)
+            if proc.poll() is None:
+                time.sleep(rng.random() * 0.05)
+                proc.kill()
+            proc.communicate(timeout=600)
+            kills += proc.returncode == -signal.SIGKILL
+            if log.exists() and log.read_text():
+                runs.append((attempt, _losses(log)))
+            if proc.returncode == 0:
+                break
+        else:
+            pytest.fail("the run did not complete in 12 attempts")
+    except BaseException:  # a failed attempt: the reference run is not left running
+        reference.kill()
+        raise
     _finish(reference, 0)
     ref = _losses(ref_log)
     for attempt, run in runs:

@@ -271,16 +271,17 @@ def test_a_failed_run_ends_only_itself_and_is_retried_by_the_next_invocation(pre
         return run_one
 
     monkeypatch.setattr(suite_runner, "run_one", fake_run({"sst2"}))
-    with pytest.raises(suite_runner.SuiteRunFailed, match=r"1 run\(s\) failed \(sst2 seed 1 pretrained: DataError: "
-                                                          r"train.tsv:7: bad line\)"):  # fmt: skip
+    with pytest.raises(suite_runner.SuiteRunFailed, match=r"1 run\(s\) failed: sst2 seed 1 pretrained: DataError: "
+                                                          r"train.tsv:7: bad line \(traceback: "):  # fmt: skip
         run_suite(**settings)
-    assert "sst2 seed 1 pretrained: FAILED (DataError" in capsys.readouterr().out
+    assert "sst2 seed 1 pretrained: FAILED (sst2 seed 1 pretrained: DataError" in capsys.readouterr().out
     assert [r["task"] for r in RecordsFile(tmp_path / "records.json").load()] == ["stsb"]  # the next run still ran
-    assert [f["task"] for f in json.loads((tmp_path / "failures.json").read_text())] == ["sst2"]
+    failure = tmp_path / "runs" / "sst2" / "pretrained" / "seed1" / "failure.txt"
+    assert "Traceback" in failure.read_text() and "bad line" in failure.read_text()
 
     monkeypatch.setattr(suite_runner, "run_one", fake_run(set()))
     assert [r["task"] for r in run_suite(**settings)] == ["sst2", "stsb"]  # retried; stsb not run again
-    assert "1 recorded in" in capsys.readouterr().out and not (tmp_path / "failures.json").exists()
+    assert "1 recorded in" in capsys.readouterr().out
 
 
 def test_the_eta_weighs_each_task_by_its_own_cost():

@@ -18,8 +18,10 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ __all__ = ["ARMS", "RecordsFile", "SuiteRunFailed", "run_suite", "suite_plan"]
 log = logging.getLogger(__name__)
 ARMS = ("pretrained", "scratch")
 RECORDS = "records.json"
-FAILURES = "failures.json"  # the runs of the last invocation that failed (not records: a restart retries them)
+FAILURE = "failure.txt"  # in a failed run's directory: its traceback (a restart deletes it with the directory)
 
 
 class SuiteRunFailed(LitLMError, RuntimeError):
@@ -258,6 +260,10 @@ def run_suite(
         precision: The Trainer's precision; default: the machine's fastest (detected).
         report: Print and write the table (and figure) when done.
         records: The records file (default ``<out>/records.json``), e.g. a tracked file that outlives ``out``.
+
+    Raises:
+        SuiteRunFailed: After the other runs and the report, when runs failed; each failed run's directory holds
+            its traceback (``failure.txt``), and the same call retries it.
     """
     recipe_overrides: dict[str, Any] = {}
     if recipes is not None:
@@ -304,8 +310,7 @@ def run_suite(
           f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)
     walls: dict[str, list[float]] = {}  # task -> wall times of its runs done here
     seconds_per_step: list[float] = []
-    failures: list[dict[str, Any]] = []
-    (out_dir / FAILURES).unlink(missing_ok=True)  # the last invocation's: retried now
+    failures: list[str] = []
     for i, (recipe, arm, seed, run_dir, config, digest) in enumerate(todo, 1):
         what = f"{recipe.name} seed {seed} {arm}"
         if recorded(recipe.name, arm, seed, digest):  # by another suite sharing the records, meanwhile
@@ -314,18 +319,12 @@ def run_suite(
             if holder is not None:
                 print(f"{what}: being run by {holder}; left to it", flush=True)
                 continue
-            t0 = time.perf_counter()
             try:
                 record = run_one(recipe, config, run_dir)
             except Exception as e:  # one run's failure (bad data, a NaN loss, out of memory) ends only that run
-                failures.append({"task": recipe.name, "arm": arm, "seed": seed, "run_dir": str(run_dir),
-                                 "error": f"{type(e).__name__}: {e}".splitlines()[0],
-                                 "wall_s": round(time.perf_counter() - t0, 1),
-                                 "date": datetime.date.today().isoformat()})  # fmt: skip
-                with io.atomic_write(out_dir / FAILURES) as tmp:
-                    tmp.write_text(json.dumps(failures, indent=1) + "\n")
+                failures.append(_failed(e, what, run_dir))
                 print(f"task {task_names.index(recipe.name) + 1}/{len(task_names)} {what}: FAILED "
-                      f"({failures[-1]['error']}); the suite goes on, its files: {run_dir}", flush=True)  # fmt: skip
+                      f"({failures[-1]}); the suite goes on", flush=True)  # fmt: skip
                 continue
             record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
                           checkpoint=str(checkpoint), checkpoint_fingerprint=fingerprint, format=fmt,
@@ -343,11 +342,26 @@ def run_suite(
 
         print(write_report(out_dir, records=store.path), flush=True)
     if failures:
-        shown = "; ".join(f"{f['task']} seed {f['seed']} {f['arm']}: {f['error']}" for f in failures[:3])
-        raise SuiteRunFailed(f"{len(failures)} run(s) failed ({shown}{'; ...' if len(failures) > 3 else ''}); "
-                             f"listed in {out_dir / FAILURES}; the same command retries them and skips the "
-                             "recorded ones")  # fmt: skip
+        shown = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
+        raise SuiteRunFailed(f"{len(failures)} run(s) failed: {shown}. The same command retries them (a failed run "
+                             "has no record) and skips the recorded ones")  # fmt: skip
     return final
+
+
+def _failed(exc: Exception, what: str, run_dir: Path) -> str:
+    """What a failed run leaves: its traceback in ``<run_dir>/failure.txt`` and its memory freed (a run that ran
+    out of GPU memory must not take the next one with it); returns one line naming the error and that file."""
+    from lit_lm.cli import user_error
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILURE).write_text("".join(traceback.format_exception(exc)))
+    ours = user_error(exc)
+    line = f"{type(ours or exc).__name__}: {ours or exc}".splitlines()[0]
+    log.debug("%s failed", what, exc_info=exc)
+    gc.collect()
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
+        sys.modules["torch"].cuda.empty_cache()
+    return f"{what}: {line} (traceback: {run_dir / FAILURE})"
 
 
 def _eta(remaining: list[tuple], walls: dict[str, list[float]], seconds_per_step: float,

@@ -280,6 +280,10 @@ def test_chunk_encoder_gives_the_ids_of_encode_batch(shared_data_dir: Path) -> N
         flat, lengths = (np.concatenate(x) for x in zip(*parts, strict=True))
         assert lengths.tolist() == [len(e) for e in expected]
         assert flat.tolist() == [i for e in expected for i in e]
+    bpe.hf.add_tokens(["<x>"])  # matched in the text: "a  <x>" ends the regex's text before it, "ĠĠ" is one word
+    assert ChunkEncoder(bpe).chunk_kind is None
+    with_added = ["a  <x>", "x\n <x>", "  <x> b"]
+    assert ChunkEncoder(bpe)(with_added)[0].tolist() == [i for e in bpe.encode_batch(with_added) for i in e]
     bpe.hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # " " before the first word: per text
     wordpiece.hf.add_tokens([AddedToken("<x>", lstrip=True)])  # takes the space before it
     assert ChunkEncoder(bpe).chunk_kind is None and ChunkEncoder(wordpiece).chunk_kind is None

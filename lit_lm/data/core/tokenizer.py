@@ -184,8 +184,10 @@ _WORD_STARTS = re.compile(r"(?= \S)")  # where GPT-2's pre-tokenizer regex start
 def split_chunks(text: str, kind: TokenizerKind) -> list[str]:
     """``text`` cut where its tokenizer's pre-tokenizer always cuts: WordPiece at every space, tab and line break
     (BERT's normalizer makes them spaces); byte-level BPE before each space that precedes a non-space (the GPT-2
-    regex gives such a space to the word after it; Python's non-spaces are non-spaces to it too). Joined, the
-    chunks are ``text`` again for BPE; for WordPiece they lose only what the normalizer turns into spaces."""
+    regex gives such a space to the word after it). Python's whitespace includes the regex's, so a character that
+    Python calls a non-space is one to the regex too: every cut is a word start (a few, e.g. before ``\\x1c``, are
+    not made, which is safe). Joined, the chunks are ``text`` again for BPE; for WordPiece they lose only what the
+    normalizer turns into spaces."""
     if kind == "bpe":
         return _WORD_STARTS.split(text)
     return text.translate(_BREAKS).split(" ")
@@ -198,10 +200,11 @@ class ChunkEncoder:
     With a tokenizer whose texts encode chunk by chunk (:attr:`Tokenizer.chunk_kind`: BERT's and GPT-2's kinds),
     each distinct chunk (:func:`split_chunks`: about a word) is encoded once, when first seen, and its ids reused; a
     corpus repeats its words, so this does a fraction of the work. Other tokenizers encode each text. Keep one
-    encoder for a whole corpus; it forgets its chunks past ``max_chunks``.
+    encoder for all the batches of a corpus split. Its memory grows with the distinct chunks (about 250 bytes
+    each); past ``max_chunks`` it forgets them and starts again.
     """
 
-    def __init__(self, tokenizer: Tokenizer, max_chunks: int = 2_000_000) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_chunks: int = 1_000_000) -> None:
         self.tokenizer, self.max_chunks = tokenizer, max_chunks
         self.chunk_kind = tokenizer.chunk_kind
         self._index: dict[str, int] = {}  # chunk -> its row in _ids / _lengths
@@ -222,12 +225,12 @@ class ChunkEncoder:
             self._index.clear(), self._ids.clear(), self._lengths.clear()
         new = [c for c in dict.fromkeys(chunks) if c not in self._index]
         if new:
+            encoded = [e.ids for e in self._encode(new, add_special_tokens=False)]  # first: it may raise
             self._index.update(zip(new, range(len(self._ids), len(self._ids) + len(new)), strict=True))
-            for e in self._encode(new, add_special_tokens=False):
-                self._ids.append(e.ids)
-                self._lengths.append(len(e.ids))
+            self._ids.extend(encoded)
+            self._lengths.extend(map(len, encoded))
         rows = list(map(self._index.__getitem__, chunks))
-        chunk_lengths = np.asarray(self._lengths, dtype=np.int64)[rows] if rows else np.zeros(0, np.int64)
+        chunk_lengths = np.fromiter(map(self._lengths.__getitem__, rows), dtype=np.int64, count=len(rows))
         ends = np.concatenate([[0], np.cumsum(chunk_lengths)])[np.cumsum(per_text)]
         lengths = np.diff(ends, prepend=0)
         flat = itertools.chain.from_iterable(map(self._ids.__getitem__, rows))
@@ -415,7 +418,8 @@ class Tokenizer:
         :class:`ChunkEncoder` may encode each distinct chunk once): ``"wordpiece"`` for a BERT-style WordPiece (BERT
         normalizer and pre-tokenizer: every space splits), ``"bpe"`` for a GPT-2-style byte-level BPE (no normalizer,
         byte-level pre-tokenizer with its regex and no added prefix space: a space before a non-space starts a
-        word); None for other tokenizers, or with an added token that holds a space or takes the spaces around it."""
+        word, and no added token is looked for in the text); None for other tokenizers, or (WordPiece) with an added
+        token that holds a space or takes the spaces around it."""
         hf = self.hf
         if (isinstance(hf.normalizer, normalizers.BertNormalizer)
                 and isinstance(hf.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
@@ -423,11 +427,13 @@ class Tokenizer:
             kind: TokenizerKind = "wordpiece"
         elif (hf.normalizer is None and isinstance(hf.pre_tokenizer, pre_tokenizers.ByteLevel)
                 and hf.pre_tokenizer.use_regex and not hf.pre_tokenizer.add_prefix_space
-                and isinstance(hf.model, models.BPE)):  # fmt: skip
+                and isinstance(hf.model, models.BPE) and not hf.model.dropout):  # fmt: skip
             kind = "bpe"
         else:
             return None
         added = hf.get_added_tokens_decoder().values()
+        if kind == "bpe":  # an added token matched in the text ends the regex's text there ("a  <x>": "ĠĠ" one word)
+            return kind if hf.encode_special_tokens and all(t.special for t in added) else None
         return None if any(t.lstrip or t.rstrip or any(c.isspace() for c in t.content) for t in added) else kind
 
     def tokenize(self, text: str) -> list[str]:

@@ -179,7 +179,7 @@ def _encode_chunks(
     chunks: list[list[str]], tokenizer: Tokenizer, workers: int, on_done
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Encode chunks of sentences in order: in this process (Rust threads) or in ``workers`` forked processes."""
-    encoder = ChunkEncoder(tokenizer)  # a distinct word is encoded once (a BERT-style WordPiece), not per sentence
+    encoder = ChunkEncoder(tokenizer)  # each distinct chunk (about a word) encoded once, where the tokenizer allows
     if workers <= 1 or len(chunks) < 2 or "fork" not in _mp_methods():
         for c in chunks:
             out = encoder(c)

@@ -66,7 +66,7 @@ _ABBREVIATIONS = (
     "Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Prof", "Mt", "Messrs", "Mme", "Mlle", "Capt", "Col", "Gen", "Lt",
     "Sgt", "Rev", "Hon", "Gov", "Sen", "Rep", "Co", "Inc", "Ltd", "vs", "viz", "cf", "al",
 )  # fmt: skip
-# The lookbehinds sit after the "." so that they are tried only where a period is.
+# The lookbehinds sit after the end punctuation, so they are tried only there (each ends in "\.": never after "!", "?").
 _NOT_AFTER = "".join(rf"(?<!\b{a}\.)" for a in _ABBREVIATIONS) + r"(?<!\b[A-Z]\.)"
 # group 1: the sentence end (punctuation + closing quotes/brackets); then whitespace; then (lookahead) a capital.
 # It starts with a character set (the lookbehinds cannot match after "!" or "?"), so the regex engine skips ahead to
