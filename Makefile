@@ -23,10 +23,10 @@ quickstart: venv
 	$(BIN)/python -m lit_lm test --config experiments/quickstart/gpt_nli.yaml --ckpt_path best
 
 # The suite in parallel worker processes (pytest-xdist), one per core up to 8; TEST_WORKERS=0 runs it in this process.
-# (nproc without OMP_NUM_THREADS, which it would obey; loadgroup: tests marked xdist_group share one worker.)
+# (nproc without OMP_NUM_THREADS, which it would obey.)
 TEST_WORKERS ?= $(shell n=$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
 test: venv
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -20,9 +20,6 @@ from lit_lm.tasks import CausalLM
 SHAKESPEARE = "experiments/cpu/gpt_shakespeare.yaml"  # the command, on generated books instead of its file
 GPT_NLI = "experiments/quickstart/gpt_nli.yaml"
 
-# its tests share a module fixture that trains a model: `make test` (pytest-xdist) keeps them in one worker
-pytestmark = pytest.mark.xdist_group("evaluation")
-
 
 @pytest.fixture(scope="module")
 def books(tmp_path_factory) -> dict[str, Path]:
