@@ -108,7 +108,7 @@ def _count_words(tk: HFTokenizer, texts: Iterable[str], lowercase: bool) -> Coun
     """
     chunks: Counter[str] = Counter()
     for text in texts:
-        chunks.update(text.translate(_BREAKS).split(" "))
+        chunks.update(split_chunks(text, "wordpiece"))
     chunks.pop("", None)
     normalize, pre_tokenize = tk.normalizer.normalize_str, tk.pre_tokenizer.pre_tokenize_str
     counts: Counter[str] = Counter()
