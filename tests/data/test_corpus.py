@@ -268,3 +268,16 @@ def test_builtin_corpus_is_deterministic_and_sized() -> None:
     assert 200_000 <= len(text.encode()) <= 500_000
     assert all(4 <= len(d) <= 10 for d in a)
     assert all(s[0].isupper() and s[-1] in ".?!" for d in a for s in d)
+
+
+def test_only_units_of_text_without_tokens_are_counted_as_dropped(tmp_path: Path, story_tok: Tokenizer,
+                                                                  caplog) -> None:  # fmt: skip
+    """With units="text" a WordPiece gives the blank line after each document no tokens (it drops whitespace): that
+    loses nothing and is not reported; a line of text that gives no tokens (control characters only) is."""
+    f = tmp_path / "c.txt"
+    f.write_text(story_docs(20) + "\n\x01\x02\n\nThe end.\n")
+    with caplog.at_level(logging.WARNING):
+        pc = prepare_corpus([f], story_tok, tmp_path / "out", units="text", val_fraction=0.1, progress=False)
+    stats = pc.meta["splits"]
+    assert stats["train"]["sentences_without_tokens"] + stats["val"]["sentences_without_tokens"] == 1
+    assert "1 sentence(s) that gave no tokens" in caplog.text

@@ -263,7 +263,8 @@ def _tokenize_split(
         "num_chars": int(st.exact_chars if st.exact_chars is not None else st.doc_chars[doc_kept].sum()),
         "num_bytes": int(st.exact_bytes if st.exact_bytes is not None else st.doc_bytes[doc_kept].sum()),
         "docs_without_tokens": int((~doc_kept).sum()),
-        "sentences_without_tokens": int((~keep).sum()),
+        # units of text that gave no tokens; not blank ones (a WordPiece drops the blank line after each document)
+        "sentences_without_tokens": sum(1 for i in np.flatnonzero(~keep) if sentences[i].strip()),
     }
     if units == "text":
         # once, here: does the token stream decode to exactly the text the model will be asked to predict?
