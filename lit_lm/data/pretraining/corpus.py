@@ -3,9 +3,10 @@ token arrays.
 
 Preparation (:func:`prepare_corpus`)
     Documents are split into train and validation (by whole document, or the last characters with
-    ``split="tail"``), tokenized in batches of units (``Tokenizer.encode_batch``, Rust threads, or ``workers``
-    forked processes), and each split written as ``{split}_tokens.npy`` (uint16 when the vocabulary fits, else
-    uint32), ``{split}_doc_offsets.npy`` and ``{split}_sent_offsets.npy`` (int64 token offsets of the documents and
+    ``split="tail"``), tokenized in batches of units (each distinct word once where the tokenizer allows it:
+    :class:`~lit_lm.data.core.tokenizer.ChunkEncoder`; in this process or in ``workers`` forked processes), and
+    each split written as ``{split}_tokens.npy`` (uint16 when the vocabulary fits, else uint32),
+    ``{split}_doc_offsets.npy`` and ``{split}_sent_offsets.npy`` (int64 token offsets of the documents and
     of the units, ``n + 1`` entries starting at 0) plus ``meta.json``. The directory is written atomically and
     reused when the same inputs (path, size, mtime), tokenizer and settings come again.
 
@@ -434,8 +435,8 @@ def prepare_corpus(
         strip_gutenberg: Remove Project Gutenberg headers and footers.
         units: ``"sentence"`` (BERT: sentences, for sentence pairs) or ``"text"`` (GPT: the text with its line
             breaks and spaces; see the module docstring).
-        workers: 0 or 1: tokenize in this process (the Rust library's threads); N > 1: in N forked processes
-            (where the platform can fork; it pays off on many cores: benchmarks/data_pipeline.py).
+        workers: 0 or 1: tokenize in this process; N > 1: in N forked processes where the platform can fork
+            (2 processes on 2 cores: 1.35x faster than one, benchmarks/data_pipeline.py).
         batch_sentences: Sentences per ``encode_batch`` call.
         progress: Show a tqdm progress bar on stderr.
         force: Prepare again even when the cache has this corpus.
