@@ -83,7 +83,7 @@ def test_word_counts_equal_the_library_normalizer_and_pre_tokenizer(lowercase: b
     _configure(tk, lowercase)
     texts = [HARD_TEXT, HARD_TEXT[::-1], *(shared_data_dir / "tinyshakespeare" / "input.txt").read_text().split("\n\n")]
     expected = Counter(w for t in texts for w, _ in tk.pre_tokenizer.pre_tokenize_str(tk.normalizer.normalize_str(t)))
-    assert _count_words(tk, iter(texts), lowercase) == expected
+    assert _count_words(tk, iter(texts)) == expected
 
 
 def test_wordpiece_limit_alphabet_splits_words_at_dropped_characters() -> None:

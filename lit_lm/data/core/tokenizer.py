@@ -98,7 +98,7 @@ _BREAKS = str.maketrans("\t\n\r", "   ")
 _ASCII_WORDS = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9]")  # every printable ASCII non-alphanumeric is BERT punctuation
 
 
-def _count_words(tk: HFTokenizer, texts: Iterable[str], lowercase: bool) -> Counter[str]:
+def _count_words(tk: HFTokenizer, texts: Iterable[str]) -> Counter[str]:
     """The words of ``texts`` after ``tk``'s BERT normalizer and pre-tokenizer, with their counts.
 
     The same counts as pre-tokenizing every text, at a fraction of the cost: the normalizer works character by
@@ -111,6 +111,7 @@ def _count_words(tk: HFTokenizer, texts: Iterable[str], lowercase: bool) -> Coun
         chunks.update(split_chunks(text, "wordpiece"))
     chunks.pop("", None)
     normalize, pre_tokenize = tk.normalizer.normalize_str, tk.pre_tokenizer.pre_tokenize_str
+    lowercase = tk.normalizer.lowercase
     counts: Counter[str] = Counter()
     for chunk, n in chunks.items():
         if chunk.isascii() and chunk.isprintable():
@@ -123,7 +124,7 @@ def _count_words(tk: HFTokenizer, texts: Iterable[str], lowercase: bool) -> Coun
 
 
 def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min_frequency: int,
-                     limit_alphabet: int, lowercase: bool) -> models.WordPiece:  # fmt: skip
+                     limit_alphabet: int) -> models.WordPiece:  # fmt: skip
     """WordPiece vocabulary learned as the ``tokenizers`` WordPieceTrainer learns it (BPE merges over the words of
     ``tk``'s normalizer and pre-tokenizer, ``##`` marking pieces inside a word), but the same on every run.
 
@@ -134,7 +135,7 @@ def _train_wordpiece(tk: HFTokenizer, texts: Iterable[str], vocab_size: int, min
     characters (both in code-point order), then merges in the order learned. ``limit_alphabet`` keeps the most
     frequent characters (ties by code point); a word is split at a character dropped that way.
     """
-    counts = _count_words(tk, texts, lowercase)
+    counts = _count_words(tk, texts)
     chars: Counter[str] = Counter()
     for word, n in counts.items():
         for c in word:
@@ -205,7 +206,7 @@ class ChunkEncoder:
     """
 
     def __init__(self, tokenizer: Tokenizer, max_chunks: int = 1_000_000) -> None:
-        self.tokenizer, self.max_chunks = tokenizer, max_chunks
+        self.max_chunks = max_chunks
         self.chunk_kind = tokenizer.chunk_kind
         self._index: dict[str, int] = {}  # chunk -> its row in _ids / _lengths
         self._ids: list[list[int]] = []
@@ -300,7 +301,7 @@ class Tokenizer:
         if kind == "wordpiece":
             tk = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
             _configure(tk, lowercase)
-            tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet, lowercase)
+            tk.model = _train_wordpiece(tk, texts, vocab_size, min_frequency, limit_alphabet)
             return cls._finish(tk)
         tk = HFTokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
