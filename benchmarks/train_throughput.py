@@ -5,8 +5,8 @@
 - GPT: :class:`lit_lm.tasks.CausalLM` (LM head fused with the cross-entropy) against
   ``transformers.OpenAIGPTLMHeadModel`` (its own eager attention: it has no SDPA implementation).
 
-Both sides get the same architecture, dropout, batch, sequence length and optimizer (``torch.optim.AdamW``, same
-hyper-parameters, fp32 master weights); lit_lm's side runs the task's real ``training_step`` (metrics included).
+Both sides get the same architecture, dropout, batch, sequence length and optimizer (``torch.optim.AdamW``, fused,
+same hyper-parameters, fp32 master weights); lit_lm's side runs the task's real ``training_step`` (metrics included).
 The BERT batch comes from lit_lm's ``MLMCollator`` (15% of the tokens predicted, 80/10/10, padding: 10% of the
 sequences shorter, as with ``short_seq_prob=0.1``); the GPT batch is full windows without a mask. The two
 implementations run alternately (interleaved repeats, median), so machine noise hits both alike. Peak memory is
@@ -103,7 +103,8 @@ def make_step(
 ) -> Callable[[], None]:
     """One optimizer step: forward, backward, AdamW step, zero_grad."""
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
+    # the fused kernel on both sides, as lit_lm's configure_optimizers (and transformers' default `adamw_torch_fused`)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device.type in ("cuda", "cpu"))
     dtype = {"fp32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[precision]
     batch = {k: v.to(device) for k, v in batch.items()}
     model.train()

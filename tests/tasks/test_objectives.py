@@ -163,6 +163,35 @@ def test_no_weight_decay_on_biases_layernorm_embeddings():
     assert len(decay["params"]) + len(plain["params"]) == n_total  # tied weight counted once
 
 
+def test_adamw_is_fused_on_cpu_and_updates_like_the_reference_loop():
+    torch.manual_seed(0)
+    model = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, learning_rate=1e-2, lr_schedule="constant")
+    reference = CausalLM(preset="gpt-micro", config=SMALL, vocab_size=V, learning_rate=1e-2, lr_schedule="constant")
+    reference.load_state_dict(model.state_dict())
+    seen = []
+
+    class Keep(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(trainer.optimizers[0])
+
+    x = _ids(T=17)
+    batch = {"input_ids": x[:, :-1], "labels": x[:, 1:]}
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Keep()], accelerator="cpu")  # fmt: skip
+    trainer.fit(model, DataLoader(_Repeat(batch, 3), batch_size=None))
+    assert seen[0].defaults["fused"] is True
+    groups = reference.parameter_groups()
+    loop = torch.optim.AdamW(groups, lr=1e-2, betas=tuple(model.hparams.betas), eps=model.hparams.eps, foreach=False)
+    for _ in range(3):
+        loop.zero_grad()
+        reference.training_step(batch, 0).backward()
+        loop.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        if name.endswith("attn.qkv.bias"):  # the key bias gets a ~0 gradient (softmax ignores it): AdamW's
+            p, q = p[: SMALL["n_embd"]], q[: SMALL["n_embd"]]  # update of rounding noise is noise; query part only
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_lr_schedules():
     lin = lr_lambda("linear", 10, 110, 0.0)
     assert lin(0) == pytest.approx(0.1) and lin(9) == pytest.approx(1.0) and lin(60) == pytest.approx(0.5)
