@@ -26,8 +26,10 @@ seed) in ``experiments/curves.json``, committed beside the records, so a checkou
 same figures. Data: ``../shared/data`` beside the checkout; the MiniLM runs need ``make minilm``.
 
 The cross-task tables (:data:`SUITES`) are ``python -m lit_lm suite`` runs of one checkpoint each, on every task of
-:mod:`lit_lm.suite.recipes`; ``suite NAME --record`` keeps their records in ``experiments/suite/NAME.json`` (tracked),
-so a table is run in pieces (``--tasks``, ``--seeds``) across sessions: a piece skips the runs recorded there.
+:mod:`lit_lm.suite.recipes`; ``suite NAME --record`` keeps their records in ``experiments/suite/NAME/<checkpoint
+fingerprint>.json`` (tracked), so a table is run in pieces (``--tasks``, ``--seeds``) across sessions: a piece skips
+the runs recorded there. Weights are not committed, so a session that has to pretrain the checkpoint again gets
+another fingerprint and file; :func:`suite_records` takes each task's rows from one of them (:func:`suite_records`).
 ``report --record`` writes each table and its bar chart into the README's suite block.
 """
 
@@ -53,7 +55,7 @@ RESULTS_JSON = ROOT / "experiments" / "results.json"
 CURVES_JSON = ROOT / "experiments" / "curves.json"  # the plotted series, kept so a checkout without runs/ redraws them
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
-SUITE_RECORDS = ROOT / "experiments" / "suite"  # <name>.json: the records of each cross-task table (tracked)
+SUITE_RECORDS = ROOT / "experiments" / "suite"  # <name>/<fingerprint>.json: each cross-task table's records (tracked)
 SEEDS = (1, 2, 3)
 
 
@@ -152,7 +154,8 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """A cross-task table: ``python -m lit_lm suite`` on one checkpoint (records: ``experiments/suite/NAME.json``)."""
+    """A cross-task table: ``python -m lit_lm suite`` on one checkpoint (records:
+    ``experiments/suite/NAME/<checkpoint fingerprint>.json``)."""
 
     name: str
     what: str
@@ -161,8 +164,12 @@ class SuiteRun:
     needs: str = ""  # the experiment whose run writes the checkpoint
 
     @property
-    def records(self) -> Path:
-        return SUITE_RECORDS / f"{self.name}.json"
+    def records_dir(self) -> Path:
+        return SUITE_RECORDS / self.name
+
+    def records(self, fingerprint: str) -> Path:
+        """The records of the runs on the checkpoint with this fingerprint (``lit_lm.suite.checkpoint_fingerprint``)."""
+        return self.records_dir / f"{fingerprint}.json"
 
 
 SUITES = [
@@ -296,35 +303,63 @@ def save_record(record: dict, path: Path | None = None) -> None:
 
 def run_suite_piece(name: str, tasks: str | None, seeds: list[int] | None, record: bool) -> None:
     """``python -m lit_lm suite`` for the table ``name`` (some tasks and seeds, or all): records in
-    ``experiments/suite/NAME.json`` with ``record``, else in ``runs/suite/NAME/records.json``."""
+    ``experiments/suite/NAME/<fingerprint>.json`` with ``record``, else in
+    ``runs/suite/NAME/<fingerprint>/records.json`` (the fingerprint of the checkpoint's bytes: one pretrained again is
+    another checkpoint)."""
     suite = SUITE_BY_NAME.get(name)
     if suite is None:
         raise SystemExit(f"unknown suite {name!r}; known: {', '.join(SUITE_BY_NAME)}")
     if not (ROOT / suite.checkpoint).exists():
         how = f"python {__file__} run {suite.needs}" if suite.needs else "make minilm"
         raise SystemExit(f"{suite.name} needs {suite.checkpoint}: run `{how}`")
+    from lit_lm.suite.runner import checkpoint_fingerprint
+
+    fingerprint = checkpoint_fingerprint(ROOT / suite.checkpoint)
     command = [sys.executable, "-m", "lit_lm", "suite", "--checkpoint", suite.checkpoint,
-               "--out", f"runs/suite/{name}", "--scratch", str(suite.scratch).lower()]  # fmt: skip
+               "--out", f"runs/suite/{name}/{fingerprint}", "--scratch", str(suite.scratch).lower()]  # fmt: skip
     if tasks:
         command += ["--tasks", tasks]
     if seeds:
         command += ["--seeds", ",".join(str(s) for s in seeds)]
     if record:
-        command += ["--records", str(suite.records.relative_to(ROOT))]
+        command += ["--records", str(suite.records(fingerprint).relative_to(ROOT))]
     print(f"\n=== suite {name}: {' '.join(command[1:])}", flush=True)
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
+    """A cross-task table's records, and for each checkpoint fingerprint the tasks taken from it.
+
+    Pieces run in sessions that had to pretrain the checkpoint again (the weights are not committed) have records of
+    several checkpoints, one file each. Each task's rows all come from one of them (the one with the most runs of
+    that task, then the newest), so a task's arms and seeds always share one checkpoint and its tokenizer.
+    """
+    from lit_lm.suite import RecordsFile
+
+    groups = {path.stem: RecordsFile(path).load() for path in sorted(suite.records_dir.glob("*.json"))}
+    chosen: list[dict] = []
+    used: dict[str, list[str]] = {}
+    tasks = dict.fromkeys(r["task"] for records in groups.values() for r in records)
+    for task in tasks:
+        def weight(fingerprint: str, task: str = task) -> tuple[int, str]:
+            runs = [r for r in groups[fingerprint] if r["task"] == task]
+            return len(runs), max((str(r.get("date", "")) for r in runs), default="")
+
+        best = max(groups, key=weight)
+        chosen += [r for r in groups[best] if r["task"] == task]
+        used.setdefault(best, []).append(task)
+    return chosen, used
+
+
 def suite_block() -> str:
     """The README's suite block: each recorded cross-task table with its bar chart (drawn into experiments/plots)."""
-    from lit_lm.suite import RecordsFile
     from lit_lm.suite import plot as suite_plot
     from lit_lm.suite import table as suite_table
 
-    parts = [SUITE_BEGIN, "Generated by `experiments/results.py report --record` from `experiments/suite/*.json` "
+    parts = [SUITE_BEGIN, "Generated by `experiments/results.py report --record` from `experiments/suite/*/*.json` "
              "(`python -m lit_lm suite` runs; how to read them: [docs/suite.md](docs/suite.md))."]  # fmt: skip
     for suite in SUITES:
-        records = RecordsFile(suite.records).load()
+        records, used = suite_records(suite)
         parts += ["", f"**{suite.what}** (`python experiments/results.py suite {suite.name}`)", ""]
         if not records:
             parts.append("Not run yet.")
@@ -332,6 +367,13 @@ def suite_block() -> str:
         figure = suite_plot(records, PLOTS / f"suite_{suite.name}.png")
         link = Path(os.path.relpath(figure, README.parent)).as_posix()
         parts += [suite_table(records), "", f"![suite_{suite.name}]({link})"]
+        if len(used) > 1:
+            titles = {r["task"]: r.get("title", r["task"]) for r in records}
+            which = "; ".join(f"`{fp}`: {', '.join(titles[t] for t in tasks)}" for fp, tasks in used.items())
+            parts += ["", f"The pretrained checkpoint was made again by its config in the sessions that ran these "
+                      f"pieces (weights are not committed), so the rows come from {len(used)} pretraining runs of "
+                      f"one config, by checkpoint fingerprint: {which}. A task's arms and seeds share one "
+                      "checkpoint."]  # fmt: skip
     return "\n".join([*parts, SUITE_END])
 
 
@@ -637,8 +679,8 @@ def main(argv: list[str] | None = None) -> None:
     p_suite.add_argument("name", help=f"one of: {', '.join(SUITE_BY_NAME)}")
     p_suite.add_argument("--tasks", help="comma-separated task names (default: every task the backbone runs)")
     p_suite.add_argument("--seeds", type=int, nargs="+", help=f"seeds (default {SEEDS})")
-    p_suite.add_argument("--record", action="store_true", help="keep the records in experiments/suite/NAME.json "
-                         "(tracked: the README's source); default: runs/suite/NAME/records.json")  # fmt: skip
+    p_suite.add_argument("--record", action="store_true", help="keep the records in experiments/suite/NAME/"
+                         "<checkpoint fingerprint>.json (tracked: the README's source); default: under runs/suite/NAME")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.names, args.seeds, args.record)

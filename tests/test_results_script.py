@@ -130,19 +130,29 @@ def test_report_writes_each_cross_task_table_into_the_suite_block(results):
     pytest.importorskip("matplotlib")
     from lit_lm.suite import RecordsFile
 
-    store = RecordsFile(results.SUITE_BY_NAME["gpt_gutenberg"].records)
+    suite = results.SUITE_BY_NAME["gpt_gutenberg"]
+    store = RecordsFile(suite.records("aaaa"))
     for arm, seed, value in (("pretrained", 1, 0.62), ("pretrained", 2, 0.60), ("scratch", 1, 0.55),
                              ("scratch", 2, 0.56)):  # fmt: skip
         store.add({"task": "sst2", "title": "SST-2", "arm": arm, "seed": seed, "metric": "acc", "value": value,
                    "metric_title": "accuracy", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
-                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt"})  # fmt: skip
+                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", "date": "2026-12-05"})  # fmt: skip
+    # a later session pretrained the checkpoint again (another fingerprint): its lone SST-2 run is not mixed in,
+    # and its CoLA runs make their own row
+    other = RecordsFile(suite.records("bbbb"))
+    for task, title, value in (("sst2", "SST-2", 0.99), ("cola", "CoLA", 0.2)):
+        other.add({"task": task, "title": title, "arm": "pretrained", "seed": 1, "metric": "mcc", "value": value,
+                   "metric_title": "Matthews corr.", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
+                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", "date": "2026-12-06"})  # fmt: skip
     results.README.write_text(f"{results.BEGIN}\n{results.END}\nmiddle\n{results.SUITE_BEGIN}\nold\n"
                               f"{results.SUITE_END}\nafter\n")  # fmt: skip
     results.report(record=True)
     text = results.README.read_text()
     block = text.split(results.SUITE_BEGIN)[1].split(results.SUITE_END)[0]
     assert "\nmiddle\n" in text and text.endswith("\nafter\n") and "old" not in block
-    assert "| SST-2 | accuracy | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block
+    assert "| SST-2 | accuracy | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block and "99.0" not in block
+    assert "| CoLA | Matthews corr. | 20.0 |" in block
+    assert "by checkpoint fingerprint: `aaaa`: SST-2; `bbbb`: CoLA." in block
     assert block.count("Not run yet.") == 2  # the BERT and MiniLM tables
     assert "![suite_gpt_gutenberg](plots/suite_gpt_gutenberg.png)" in block
     assert (results.PLOTS / "suite_gpt_gutenberg.png").is_file()
@@ -235,9 +245,13 @@ def test_a_suite_piece_runs_lit_lm_suite_into_the_tracked_records(results, monke
                                          "results.py run gpt_gutenberg`"):  # fmt: skip
         results.main(["suite", "gpt_gutenberg"])
     (tmp_path / "runs" / "hf" / "all-MiniLM-L6-v2").mkdir(parents=True)
+    (tmp_path / "runs" / "hf" / "all-MiniLM-L6-v2" / "config.json").write_text("{}")
+    from lit_lm.suite.runner import checkpoint_fingerprint
+
+    fingerprint = checkpoint_fingerprint(tmp_path / "runs" / "hf" / "all-MiniLM-L6-v2")
     results.main(["suite", "minilm", "--tasks", "sst2,stsb", "--seeds", "1", "2", "--record"])
     (command, kw), = calls
     assert command[1:] == ["-m", "lit_lm", "suite", "--checkpoint", "runs/hf/all-MiniLM-L6-v2", "--out",
-                           "runs/suite/minilm", "--scratch", "false", "--tasks", "sst2,stsb", "--seeds", "1,2",
-                           "--records", "suite/minilm.json"]  # fmt: skip
+                           f"runs/suite/minilm/{fingerprint}", "--scratch", "false", "--tasks", "sst2,stsb",
+                           "--seeds", "1,2", "--records", f"suite/minilm/{fingerprint}.json"]  # fmt: skip
     assert kw["cwd"] == tmp_path and kw["check"]
