@@ -162,6 +162,7 @@ class SuiteRun:
     checkpoint: str  # relative to the repository root
     scratch: bool  # add the from-scratch arm
     needs: str = ""  # the experiment whose run writes the checkpoint
+    recipes: str = ""  # a recipes file (``--recipes``, relative to the repository root) for both arms, if any
 
     @property
     def records_dir(self) -> Path:
@@ -174,9 +175,11 @@ class SuiteRun:
 
 SUITES = [
     SuiteRun("gpt_gutenberg", "the Gutenberg GPT (gpt-mini 4x256, pre-LN, byte-level BPE 8k) against the same network "
-             "from scratch", "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", scratch=True, needs="gpt_gutenberg"),
+             "from scratch", "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", scratch=True, needs="gpt_gutenberg",
+             recipes="experiments/suite/gutenberg_recipes.yaml"),
     SuiteRun("bert_gutenberg", "the Gutenberg BERT (bert-mini 4x256, pre-LN, WordPiece 8k) against the same network "
-             "from scratch", "runs/cpu/bert_gutenberg/checkpoints/last.ckpt", scratch=True, needs="bert_gutenberg"),
+             "from scratch", "runs/cpu/bert_gutenberg/checkpoints/last.ckpt", scratch=True, needs="bert_gutenberg",
+             recipes="experiments/suite/gutenberg_recipes.yaml"),
     SuiteRun("minilm", "all-MiniLM-L6-v2 imported (pretrained arm only)", "runs/hf/all-MiniLM-L6-v2", scratch=False),
 ]  # fmt: skip
 SUITE_BY_NAME = {s.name: s for s in SUITES}
@@ -317,6 +320,8 @@ def run_suite_piece(name: str, tasks: str | None, seeds: list[int] | None, recor
     fingerprint = checkpoint_fingerprint(ROOT / suite.checkpoint)
     command = [sys.executable, "-m", "lit_lm", "suite", "--checkpoint", suite.checkpoint,
                "--out", f"runs/suite/{name}/{fingerprint}", "--scratch", str(suite.scratch).lower()]  # fmt: skip
+    if suite.recipes:
+        command += ["--recipes", suite.recipes]
     if tasks:
         command += ["--tasks", tasks]
     if seeds:
@@ -360,7 +365,8 @@ def suite_block() -> str:
              "(`python -m lit_lm suite` runs; how to read them: [docs/suite.md](docs/suite.md))."]  # fmt: skip
     for suite in SUITES:
         records, used = suite_records(suite)
-        parts += ["", f"**{suite.what}** (`python experiments/results.py suite {suite.name}`)", ""]
+        recipes = f"; recipes: the defaults with [`{Path(suite.recipes).name}`]({suite.recipes})" * bool(suite.recipes)
+        parts += ["", f"**{suite.what}** (`python experiments/results.py suite {suite.name}`{recipes})", ""]
         if not records:
             parts.append("Not run yet.")
             continue

@@ -255,3 +255,9 @@ def test_a_suite_piece_runs_lit_lm_suite_into_the_tracked_records(results, monke
                            f"runs/suite/minilm/{fingerprint}", "--scratch", "false", "--tasks", "sst2,stsb",
                            "--seeds", "1,2", "--records", f"suite/minilm/{fingerprint}.json"]  # fmt: skip
     assert kw["cwd"] == tmp_path and kw["check"]
+    # the Gutenberg tables pass their recipes file (tracked, beside the records)
+    (tmp_path / "runs" / "cpu" / "gpt_gutenberg" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "cpu" / "gpt_gutenberg" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    results.main(["suite", "gpt_gutenberg", "--tasks", "snli"])
+    recipes = calls[-1][0][calls[-1][0].index("--recipes") + 1]
+    assert recipes == "experiments/suite/gutenberg_recipes.yaml" and (ROOT / recipes).is_file()
