@@ -336,19 +336,23 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
     """A cross-task table's records, and for each checkpoint fingerprint the tasks taken from it.
 
     Pieces run in sessions that had to pretrain the checkpoint again (the weights are not committed) have records of
-    several checkpoints, one file each. Each task's rows all come from one of them (the one with the most runs of
-    that task, then the newest), so a task's arms and seeds always share one checkpoint and its tokenizer.
+    several checkpoints, one file each. Each task's rows all come from one of them: the one with the most runs of
+    that task, then the newest (the latest ``finished`` time of its runs; records without one count by ``date``), so
+    a task's arms and seeds always share one checkpoint and its tokenizer. Tasks come in the recipes' order.
+    The files are not checked against today's recipes: after editing a recipe, move the old files away.
     """
     from lit_lm.suite import RecordsFile
+    from lit_lm.suite.recipes import RECIPES
 
     groups = {path.stem: RecordsFile(path).load() for path in sorted(suite.records_dir.glob("*.json"))}
     chosen: list[dict] = []
     used: dict[str, list[str]] = {}
-    tasks = dict.fromkeys(r["task"] for records in groups.values() for r in records)
-    for task in tasks:
+    seen = list(dict.fromkeys(r["task"] for records in groups.values() for r in records))
+    order = {name: i for i, name in enumerate(RECIPES)}
+    for task in sorted(seen, key=lambda t: (order.get(t, len(order)), seen.index(t))):
         def weight(fingerprint: str, task: str = task) -> tuple[int, str]:
             runs = [r for r in groups[fingerprint] if r["task"] == task]
-            return len(runs), max((str(r.get("date", "")) for r in runs), default="")
+            return len(runs), max((str(r.get("finished") or r.get("date", "")) for r in runs), default="")
 
         best = max(groups, key=weight)
         chosen += [r for r in groups[best] if r["task"] == task]
@@ -373,13 +377,15 @@ def suite_block() -> str:
         figure = suite_plot(records, PLOTS / f"suite_{suite.name}.png")
         link = Path(os.path.relpath(figure, README.parent)).as_posix()
         parts += [suite_table(records), "", f"![suite_{suite.name}]({link})"]
-        if len(used) > 1:
-            titles = {r["task"]: r.get("title", r["task"]) for r in records}
+        titles = {r["task"]: r.get("title", r["task"]) for r in records}
+        if len(used) == 1:
+            parts += ["", f"Checkpoint fingerprint `{next(iter(used))}` (every row)."]
+        else:
             which = "; ".join(f"`{fp}`: {', '.join(titles[t] for t in tasks)}" for fp, tasks in used.items())
-            parts += ["", f"The pretrained checkpoint was made again by its config in the sessions that ran these "
-                      f"pieces (weights are not committed), so the rows come from {len(used)} pretraining runs of "
-                      f"one config, by checkpoint fingerprint: {which}. A task's arms and seeds share one "
-                      "checkpoint."]  # fmt: skip
+            again = (" The checkpoint was pretrained again by its config in the sessions that ran these pieces "
+                     "(weights are not committed).") * bool(suite.needs)  # fmt: skip
+            parts += ["", f"The rows come from {len(used)} checkpoints, by fingerprint: {which}. A task's arms and "
+                      f"seeds share one checkpoint.{again}"]  # fmt: skip
     return "\n".join([*parts, SUITE_END])
 
 

@@ -152,7 +152,24 @@ def test_report_writes_each_cross_task_table_into_the_suite_block(results):
     assert "\nmiddle\n" in text and text.endswith("\nafter\n") and "old" not in block
     assert "| SST-2 | accuracy | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block and "99.0" not in block
     assert "| CoLA | Matthews corr. | 20.0 |" in block
-    assert "by checkpoint fingerprint: `aaaa`: SST-2; `bbbb`: CoLA." in block
+    assert "2 checkpoints, by fingerprint: `aaaa`: SST-2; `bbbb`: CoLA." in block
+    assert "suite gpt_gutenberg`; recipes: the defaults with [`gutenberg_recipes.yaml`]" in block
+    assert "| SST-2 |" in block.split("| CoLA |")[0]  # the recipes' order, whatever the files' names
+    # a third file as complete for SST-2 as the first, and finished later the same day: the newest wins
+    third = RecordsFile(suite.records("0000"))
+    for arm, seed in (("pretrained", 1), ("pretrained", 2), ("scratch", 1), ("scratch", 2)):
+        third.add({"task": "sst2", "title": "SST-2", "arm": arm, "seed": seed, "metric": "acc", "value": 0.5,
+                   "metric_title": "accuracy", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
+                   "checkpoint": "x", "date": "2026-12-05", "finished": "2026-12-05T15:00:00+00:00"})  # fmt: skip
+    records, used = results.suite_records(suite)
+    assert used == {"0000": ["sst2"], "bbbb": ["cola"]}
+    assert {r["value"] for r in records if r["task"] == "sst2"} == {0.5}
+    # one checkpoint: the README still names it
+    for path in suite.records_dir.glob("*.json"):
+        if path.stem != "aaaa":
+            path.unlink()
+    results.report(record=True)
+    assert "Checkpoint fingerprint `aaaa` (every row)." in results.README.read_text()
     assert block.count("Not run yet.") == 2  # the BERT and MiniLM tables
     assert "![suite_gpt_gutenberg](plots/suite_gpt_gutenberg.png)" in block
     assert (results.PLOTS / "suite_gpt_gutenberg.png").is_file()
