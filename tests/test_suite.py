@@ -20,7 +20,7 @@ from lit_lm.suite.report import write_report
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ISSUE_TASKS = ["snli", "mnli", "rte", "scitail", "sst2", "cola", "stsb", "mrpc", "story_cloze", "copa", "squad",
                "conll"]  # fmt: skip
-TIMINGS = ("wall_s", "fit_s", "date")
+TIMINGS = ("wall_s", "fit_s", "date", "finished")
 
 _WORDS = "the a man woman dog cat runs sleeps happy sad good bad park house".split()
 

@@ -412,6 +412,7 @@ def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[s
         "precision": str(trainer.precision),
         "lit_lm": __version__,
         "date": datetime.date.today().isoformat(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     del cli, trainer, datamodule
     gc.collect()
