@@ -29,7 +29,7 @@ The cross-task tables (:data:`SUITES`) are ``python -m lit_lm suite`` runs of on
 :mod:`lit_lm.suite.recipes`; ``suite NAME --record`` keeps their records in ``experiments/suite/NAME/<checkpoint
 fingerprint>.json`` (tracked), so a table is run in pieces (``--tasks``, ``--seeds``) across sessions: a piece skips
 the runs recorded there. Weights are not committed, so a session that has to pretrain the checkpoint again gets
-another fingerprint and file; :func:`suite_records` takes each task's rows from one of them (:func:`suite_records`).
+another fingerprint and file; :func:`suite_records` takes each task's rows from one of them.
 ``report --record`` writes each table and its bar chart into the README's suite block.
 """
 
@@ -377,10 +377,10 @@ def suite_block() -> str:
         figure = suite_plot(records, PLOTS / f"suite_{suite.name}.png")
         link = Path(os.path.relpath(figure, README.parent)).as_posix()
         parts += [suite_table(records), "", f"![suite_{suite.name}]({link})"]
-        titles = {r["task"]: r.get("title", r["task"]) for r in records}
         if len(used) == 1:
             parts += ["", f"Checkpoint fingerprint `{next(iter(used))}` (every row)."]
         else:
+            titles = {r["task"]: r.get("title", r["task"]) for r in records}
             which = "; ".join(f"`{fp}`: {', '.join(titles[t] for t in tasks)}" for fp, tasks in used.items())
             again = (" The checkpoint was pretrained again by its config in the sessions that ran these pieces "
                      "(weights are not committed).") * bool(suite.needs)  # fmt: skip
