@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every LightningCLI config under experiments/; experiments/suite/ holds recipe overrides of `python -m lit_lm suite`
+# (see SUITE_RECIPES), which are not fit configs.
+SUITE_RECIPES = sorted((ROOT / "experiments" / "suite").glob("*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p not in SUITE_RECIPES)
 TINY = '{"n_layer": 1, "n_embd": 32, "n_head": 2, "intermediate_size": 64, "n_positions": 512}'
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_helpers import CONFIGS as CONFIG_PATHS
 from cli_helpers import ROOT, TINY, cli, fast_args
 
 from lit_lm.cli import LitLMCLI
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
-CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").rglob("*.yaml"))
+CONFIGS = [p.relative_to(ROOT).as_posix() for p in CONFIG_PATHS]
 
 
 def _minilm_dir() -> Path | None:

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import ROOT, cli, fast_args
+from cli_helpers import CONFIGS, ROOT, cli, fast_args
 
 from lit_lm.cli import main
 from lit_lm.errors import CheckpointError, ConfigError
 from lit_lm.prerequisites import INPUT_KEYS, check_inputs, evaluation_checkpoint, producer_of
 
-CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
 GPT_NLI = "experiments/quickstart/gpt_nli.yaml"
 FINE_TUNING_TASKS = ("lit_lm.tasks.SequenceClassification", "lit_lm.tasks.MultipleChoice")
 

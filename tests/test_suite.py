@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import SUITE_RECIPES
 
 from lit_lm.cli import main
 from lit_lm.config import TransformerConfig
@@ -65,6 +66,13 @@ def test_recipes_name_files_that_exist():
             for f in value if isinstance(value, list) else [value]:
                 if isinstance(f, str) and f.startswith("{data_dir}/"):
                     assert (SHARED / f.removeprefix("{data_dir}/")).exists(), (recipe.name, f)
+
+
+@pytest.mark.parametrize("path", SUITE_RECIPES, ids=lambda p: p.name)
+def test_shipped_recipe_files_load(path):
+    """experiments/suite/*.yaml are recipe overrides (not fit configs): each must load and change something."""
+    book = load_recipes(yaml.safe_load(path.read_text()), source=str(path))
+    assert book != load_recipes()
 
 
 def test_recipe_overrides_merge_and_refuse_unknown_fields():
