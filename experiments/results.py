@@ -339,12 +339,23 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
     several checkpoints, one file each. Each task's rows all come from one of them: the one with the most runs of
     that task, then the newest (the latest ``finished`` time of its runs; records without one count by ``date``), so
     a task's arms and seeds always share one checkpoint and its tokenizer. Tasks come in the recipes' order.
-    The files are not checked against today's recipes: after editing a recipe, move the old files away.
+    A record that keeps its recipe (``recipe``; records from before 2026-12-05's second session do not) and ran
+    with another one than today's (the defaults with the suite's recipes file) is left out, with a warning.
     """
     from lit_lm.suite import RecordsFile
     from lit_lm.suite.recipes import RECIPES
 
-    groups = {path.stem: RecordsFile(path).load() for path in sorted(suite.records_dir.glob("*.json"))}
+    today = suite_recipes(suite)
+    groups = {}
+    for path in sorted(suite.records_dir.glob("*.json")):
+        records = RecordsFile(path).load()
+        stale = [r for r in records if "recipe" in r and r["recipe"] != today.get(r["task"])]
+        for task in dict.fromkeys(r["task"] for r in stale):
+            runs = [r for r in stale if r["task"] == task]
+            print(f"warning: {os.path.relpath(path, ROOT)}: {len(runs)} run(s) of {task} left out of the table: "
+                  f"{_recipe_change(runs[0]['recipe'], today.get(task))}; run them again", file=sys.stderr)
+        groups[path.stem] = [r for r in records if not any(r is s for s in stale)]
+    groups = {fingerprint: records for fingerprint, records in groups.items() if records}
     chosen: list[dict] = []
     used: dict[str, list[str]] = {}
     seen = list(dict.fromkeys(r["task"] for records in groups.values() for r in records))
@@ -358,6 +369,23 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
         chosen += [r for r in groups[best] if r["task"] == task]
         used.setdefault(best, []).append(task)
     return chosen, used
+
+
+def suite_recipes(suite: SuiteRun) -> dict[str, dict]:
+    """Today's recipe of each task of ``suite`` (the defaults with its recipes file), as records keep them."""
+    import yaml
+
+    from lit_lm.suite.recipes import load_recipes
+
+    overrides = yaml.safe_load((ROOT / suite.recipes).read_text()) if suite.recipes else None
+    return {name: r.as_record() for name, r in load_recipes(overrides, source=suite.recipes).items()}
+
+
+def _recipe_change(then: dict, now: dict | None) -> str:
+    if now is None:
+        return "the task is no longer in the recipes"
+    changed = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+    return "recipe changed since: " + ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in changed)
 
 
 def suite_block() -> str:

@@ -175,6 +175,30 @@ def test_report_writes_each_cross_task_table_into_the_suite_block(results):
     assert (results.PLOTS / "suite_gpt_gutenberg.png").is_file()
 
 
+def test_suite_records_leave_out_runs_of_another_recipe(results, capsys):
+    from lit_lm.suite import RecordsFile
+
+    suite = results.SUITE_BY_NAME["gpt_gutenberg"]
+    today = results.suite_recipes(suite)
+    assert today["rte"]["learning_rate"] == 2e-4  # the suite's recipes file is applied
+    store = RecordsFile(suite.records("aaaa"))
+    base = {"title": "SST-2", "metric": "acc", "metric_title": "accuracy", "machine": "test CPU",
+            "precision": "32-true", "wall_s": 90.0, "checkpoint": "x", "date": "2026-12-05"}  # fmt: skip
+    older = {**today["sst2"], "learning_rate": 1e-4}
+    store.add({**base, "task": "sst2", "arm": "pretrained", "seed": 1, "value": 0.6, "recipe": older})
+    store.add({**base, "task": "sst2", "arm": "pretrained", "seed": 2, "value": 0.7, "recipe": today["sst2"]})
+    store.add({**base, "task": "cola", "arm": "pretrained", "seed": 1, "value": 0.2})  # before records kept recipes
+    records, used = results.suite_records(suite)
+    assert sorted((r["task"], r["seed"]) for r in records) == [("cola", 1), ("sst2", 2)]
+    assert used == {"aaaa": ["sst2", "cola"]}
+    err = capsys.readouterr().err
+    assert "1 run(s) of sst2 left out" in err and f"learning_rate 0.0001 -> {today['sst2']['learning_rate']!r}" in err
+    # every run of a file stale: the file gives no rows at all
+    store.add({**base, "task": "cola", "arm": "pretrained", "seed": 1, "value": 0.2, "recipe": {"max_steps": 1}})
+    store.add({**base, "task": "sst2", "arm": "pretrained", "seed": 2, "value": 0.7, "recipe": older})
+    assert results.suite_records(suite) == ([], {})
+
+
 def test_report_refuses_a_readme_without_the_block(results):
     pytest.importorskip("matplotlib")
     results.README.write_text("# title\n")

@@ -175,6 +175,8 @@ def test_suite_command_runs_both_arms_and_reports(pretrained, tiny_tasks, tmp_pa
     assert [r["metric"] for r in records] == ["acc", "acc", "pearson", "pearson"]
     for r in records:
         assert r["steps"] == 5 and r["tokens"] > 0 and r["format"] == "decoder" and math.isfinite(r["value"])
+    book = load_recipes(yaml.safe_load((tiny_tasks / "recipes.yaml").read_text()))
+    assert [r["recipe"] for r in records] == [book[t].as_record() for t in ("sst2", "sst2", "stsb", "stsb")]
     printed = capsys.readouterr().out
     assert "task 2/2 stsb seed 1 scratch:" in printed and "ETA" in printed
     assert "| SST-2 | accuracy |" in printed and "macro average" in printed and "--max_steps 5" in printed

@@ -9,6 +9,7 @@ The files are named relative to ``data_dir`` (``../shared/data`` beside a checko
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ class TaskRecipe:
     max_seq_length: int = 128
     val_check_interval: int = 100
     dropout: float | None = 0.1
+
+    def as_record(self) -> dict[str, Any]:
+        """Every field as JSON values (a run record keeps its recipe, so a table can tell runs of an older one)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def replace(self, **changes: Any) -> TaskRecipe:
         """A copy with ``changes``; ``data`` / ``model`` / ``decoder_model`` are merged key by key."""

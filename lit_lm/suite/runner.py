@@ -328,7 +328,7 @@ def run_suite(
                 continue
             record.update(task=recipe.name, title=recipe.title, arm=arm, seed=seed, metric_title=recipe.metric,
                           checkpoint=str(checkpoint), checkpoint_fingerprint=fingerprint, format=fmt,
-                          max_steps_override=max_steps, config_digest=digest)  # fmt: skip
+                          max_steps_override=max_steps, config_digest=digest, recipe=recipe.as_record())  # fmt: skip
             store.add(record, order=list(book))
         walls.setdefault(recipe.name, []).append(record["wall_s"])
         seconds_per_step.append(record["wall_s"] / max(1, record["steps"]))
