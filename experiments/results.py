@@ -339,8 +339,8 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
     several checkpoints, one file each. Each task's rows all come from one of them: the one with the most runs of
     that task, then the newest (the latest ``finished`` time of its runs; records without one count by ``date``), so
     a task's arms and seeds always share one checkpoint and its tokenizer. Tasks come in the recipes' order.
-    A record that keeps its recipe (``recipe``; records from before 2026-12-05's second session do not) and ran
-    with another one than today's (the defaults with the suite's recipes file) is left out, with a warning.
+    A record that ran with another recipe than today's (the defaults with the suite's recipes file) is left out,
+    with a warning; one without ``recipe`` (written before records kept it) is taken as it is.
     """
     from lit_lm.suite import RecordsFile
     from lit_lm.suite.recipes import RECIPES
@@ -348,14 +348,15 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
     today = suite_recipes(suite)
     groups = {}
     for path in sorted(suite.records_dir.glob("*.json")):
-        records = RecordsFile(path).load()
-        stale = [r for r in records if "recipe" in r and r["recipe"] != today.get(r["task"])]
+        current, stale = [], []
+        for r in RecordsFile(path).load():
+            (stale if r.get("recipe", today.get(r["task"])) != today.get(r["task"]) else current).append(r)
         for task in dict.fromkeys(r["task"] for r in stale):
             runs = [r for r in stale if r["task"] == task]
             print(f"warning: {os.path.relpath(path, ROOT)}: {len(runs)} run(s) of {task} left out of the table: "
                   f"{_recipe_change(runs[0]['recipe'], today.get(task))}; run them again", file=sys.stderr)
-        groups[path.stem] = [r for r in records if not any(r is s for s in stale)]
-    groups = {fingerprint: records for fingerprint, records in groups.items() if records}
+        if current:
+            groups[path.stem] = current
     chosen: list[dict] = []
     used: dict[str, list[str]] = {}
     seen = list(dict.fromkeys(r["task"] for records in groups.values() for r in records))
@@ -373,12 +374,10 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
 
 def suite_recipes(suite: SuiteRun) -> dict[str, dict]:
     """Today's recipe of each task of ``suite`` (the defaults with its recipes file), as records keep them."""
-    import yaml
+    from lit_lm.suite.recipes import read_recipes
 
-    from lit_lm.suite.recipes import load_recipes
-
-    overrides = yaml.safe_load((ROOT / suite.recipes).read_text()) if suite.recipes else None
-    return {name: r.as_record() for name, r in load_recipes(overrides, source=suite.recipes).items()}
+    book = read_recipes(ROOT / suite.recipes if suite.recipes else None)
+    return {name: r.as_record() for name, r in book.items()}
 
 
 def _recipe_change(then: dict, now: dict | None) -> str:

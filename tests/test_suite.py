@@ -14,7 +14,7 @@ from cli_helpers import SUITE_RECIPES
 from lit_lm.cli import main
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import ConfigError
-from lit_lm.suite import RECIPES, RecordsFile, load_recipes, run_config, run_suite, table
+from lit_lm.suite import RECIPES, RecordsFile, load_recipes, read_recipes, run_config, run_suite, table
 from lit_lm.suite import runner as suite_runner
 from lit_lm.suite.report import write_report
 
@@ -71,8 +71,21 @@ def test_recipes_name_files_that_exist():
 @pytest.mark.parametrize("path", SUITE_RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_files_load(path):
     """experiments/suite/*.yaml are recipe overrides (not fit configs): each must load and change something."""
-    book = load_recipes(yaml.safe_load(path.read_text()), source=str(path))
-    assert book != load_recipes()
+    assert read_recipes(path) != load_recipes()
+
+
+def test_a_bad_recipes_file_is_named(tmp_path):
+    bad = tmp_path / "recipes.yaml"
+    bad.write_text("sst2: {max_steps: 5\n")
+    with pytest.raises(ConfigError, match=r"recipes.yaml:2: not valid YAML \(expected ',' or '}'"):
+        read_recipes(bad)
+    bad.write_text("- sst2\n")
+    with pytest.raises(ConfigError, match="recipes.yaml: expected a mapping of task name"):
+        read_recipes(bad)
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read the recipes file"):
+        read_recipes(tmp_path / "missing.yaml")
+    bad.write_text("sst2: {max_steps: 5}\n")
+    assert read_recipes(bad)["sst2"].max_steps == 5 and read_recipes(None) == load_recipes()
 
 
 def test_recipe_overrides_merge_and_refuse_unknown_fields():
@@ -175,7 +188,7 @@ def test_suite_command_runs_both_arms_and_reports(pretrained, tiny_tasks, tmp_pa
     assert [r["metric"] for r in records] == ["acc", "acc", "pearson", "pearson"]
     for r in records:
         assert r["steps"] == 5 and r["tokens"] > 0 and r["format"] == "decoder" and math.isfinite(r["value"])
-    book = load_recipes(yaml.safe_load((tiny_tasks / "recipes.yaml").read_text()))
+    book = read_recipes(tiny_tasks / "recipes.yaml")
     assert [r["recipe"] for r in records] == [book[t].as_record() for t in ("sst2", "sst2", "stsb", "stsb")]
     printed = capsys.readouterr().out
     assert "task 2/2 stsb seed 1 scratch:" in printed and "ETA" in printed

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lit_lm.config import TransformerConfig
 from lit_lm.errors import ConfigError
 from lit_lm.tasks.pretrained import TUNABLE_FIELDS
 
-__all__ = ["DEFAULT_DATA_DIR", "RECIPES", "TaskRecipe", "load_recipes", "run_config"]
+__all__ = ["DEFAULT_DATA_DIR", "RECIPES", "TaskRecipe", "load_recipes", "read_recipes", "run_config"]
 
 DEFAULT_DATA_DIR = "../shared/data"
 _CLASSIFY = "lit_lm.tasks.SequenceClassification"
@@ -157,6 +159,26 @@ def load_recipes(overrides: dict[str, Any] | None = None, source: str = "recipes
         base = TaskRecipe(name, changes["title"], changes["datamodule"], {})
         recipes[name] = base.replace(**{**everywhere, **changes})
     return recipes
+
+
+def read_recipes(path: str | Path | None) -> dict[str, TaskRecipe]:
+    """:func:`load_recipes` with the overrides of the YAML file ``path`` (read with ``yaml.safe_load``); ``None``:
+    the defaults."""
+    if path is None:
+        return load_recipes()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the recipes file ({e.strerror})") from None
+    try:
+        overrides = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: expected a mapping of task name -> recipe fields")
+    return load_recipes(overrides, source=str(path))
 
 
 def _files(value: Any, data_dir: str) -> Any:

@@ -32,7 +32,7 @@ from lit_lm import __version__
 from lit_lm.config import TransformerConfig
 from lit_lm.data.core import io
 from lit_lm.errors import ConfigError, LitLMError
-from lit_lm.suite.recipes import DEFAULT_DATA_DIR, TaskRecipe, load_recipes, run_config
+from lit_lm.suite.recipes import DEFAULT_DATA_DIR, TaskRecipe, read_recipes, run_config
 
 __all__ = ["ARMS", "RecordsFile", "SuiteRunFailed", "run_suite", "suite_plan"]
 
@@ -265,15 +265,7 @@ def run_suite(
         SuiteRunFailed: After the other runs and the report, when runs failed; each failed run's directory holds
             its traceback (``failure.txt``), and the same call retries it.
     """
-    recipe_overrides: dict[str, Any] = {}
-    if recipes is not None:
-        try:
-            recipe_overrides = yaml.safe_load(Path(recipes).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{recipes}: cannot read the recipes file ({e})") from None
-        if not isinstance(recipe_overrides, dict):
-            raise ConfigError(f"{recipes}: expected a mapping of task name -> recipe fields")
-    book = load_recipes(recipe_overrides, source=str(recipes))
+    book = read_recipes(recipes)
     if not Path(checkpoint).exists():
         raise ConfigError(f"checkpoint {checkpoint} does not exist")
     architecture = _architecture(checkpoint)
