@@ -102,7 +102,15 @@ class LitLMCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
+        if args is None:
+            super().parse_arguments(parser, args)
+        else:  # explicit args are this CLI's whole command line (the suite's runs): the process's own argv is not
+            # this CLI's, and Lightning's warning about giving both would repeat once per run
+            argv, sys.argv = sys.argv, sys.argv[:1]
+            try:
+                super().parse_arguments(parser, args)
+            finally:
+                sys.argv = argv
         config = self.config.get(self.config.get("subcommand"), self.config)
         trusted = bool(config.get("trust_checkpoint")) or config.get("weights_only") is False
         self._trust.enter_context(serialization.trust_checkpoints(trusted))

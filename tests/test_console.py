@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -100,6 +101,21 @@ def test_known_warnings_are_hidden_while_a_command_runs_and_unknown_ones_still_s
         warnings.simplefilter("always")
         summarize(model)
     assert any("not supported by the model summary" in str(w.message) for w in caught)
+
+
+def test_a_cli_given_its_args_ignores_the_process_argv_without_a_warning(tmp_path, monkeypatch):
+    """The suite runs each fit as ``LitLMCLI(args=[...])`` inside ``python -m lit_lm suite ...``: Lightning's warning
+    about args given beside a command line would print once per run."""
+    from lit_lm.cli import LitLMCLI
+
+    argv = ["lit_lm", "suite", "--checkpoint", "x.ckpt"]
+    monkeypatch.setattr("sys.argv", argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = LitLMCLI(args=["--config", GPT_PRETRAIN, *fast_args(tmp_path, tmp_path / "cache")], run=False)
+    assert not [w for w in caught if "args parameter" in str(w.message)], [str(w.message) for w in caught]
+    assert cli.trainer.max_steps > 0
+    assert sys.argv is argv  # restored
 
 
 def test_evaluation_commands_also_hide_warnings_about_the_training_run():
