@@ -350,11 +350,11 @@ def suite_records(suite: SuiteRun) -> tuple[list[dict], dict[str, list[str]]]:
     for path in sorted(suite.records_dir.glob("*.json")):
         current, stale = [], []
         for r in RecordsFile(path).load():
-            (stale if r.get("recipe", today.get(r["task"])) != today.get(r["task"]) else current).append(r)
+            (stale if "recipe" in r and _recipe_change(r, today.get(r["task"])) else current).append(r)
         for task in dict.fromkeys(r["task"] for r in stale):
             runs = [r for r in stale if r["task"] == task]
             print(f"warning: {os.path.relpath(path, ROOT)}: {len(runs)} run(s) of {task} left out of the table: "
-                  f"{_recipe_change(runs[0]['recipe'], today.get(task))}; run them again", file=sys.stderr)
+                  f"{_recipe_change(runs[0], today.get(task))}; run them again", file=sys.stderr)
         if current:
             groups[path.stem] = current
     chosen: list[dict] = []
@@ -380,10 +380,19 @@ def suite_recipes(suite: SuiteRun) -> dict[str, dict]:
     return {name: r.as_record() for name, r in book.items()}
 
 
-def _recipe_change(then: dict, now: dict | None) -> str:
+_DISPLAY_FIELDS = ("title", "metric", "formats")  # names in the table, not how a run trains
+
+
+def _recipe_change(record: dict, now: dict | None) -> str:
+    """How today's recipe ``now`` differs from the one ``record`` ran with, in the fields that change such a run
+    (not the display names; ``decoder_model`` for a decoder only); "" if in none."""
     if now is None:
         return "the task is no longer in the recipes"
-    changed = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+    then = record["recipe"]
+    ignored = {*_DISPLAY_FIELDS, *(("decoder_model",) if record.get("format") != "decoder" else ())}
+    changed = sorted(k for k in then.keys() | now.keys() if k not in ignored and then.get(k) != now.get(k))
+    if not changed:
+        return ""
     return "recipe changed since: " + ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in changed)
 
 

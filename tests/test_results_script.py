@@ -197,6 +197,18 @@ def test_suite_records_leave_out_runs_of_another_recipe(results, capsys):
     store.add({**base, "task": "cola", "arm": "pretrained", "seed": 1, "value": 0.2, "recipe": {"max_steps": 1}})
     store.add({**base, "task": "sst2", "arm": "pretrained", "seed": 2, "value": 0.7, "recipe": older})
     assert results.suite_records(suite) == ([], {})
+    # display names, and a decoder's auxiliary LM loss for an encoder's run, do not change a run
+    store = RecordsFile(suite.records("bbbb"))
+    renamed = {**today["sst2"], "title": "SST-2 (GLUE)", "metric": "acc."}
+    store.add({**base, "task": "sst2", "arm": "pretrained", "seed": 1, "value": 0.7, "recipe": renamed})
+    no_lm = {**today["rte"], "decoder_model": {"lm_loss_weight": 0.0}}
+    for seed, fmt in ((1, "encoder"), (2, "decoder")):
+        store.add({**base, "task": "rte", "arm": "pretrained", "seed": seed, "value": 0.5, "format": fmt,
+                   "recipe": no_lm})  # fmt: skip
+    capsys.readouterr()
+    records, _ = results.suite_records(suite)
+    assert sorted((r["task"], r["seed"]) for r in records) == [("rte", 1), ("sst2", 1)]
+    assert "1 run(s) of rte left out of the table: recipe changed since: decoder_model" in capsys.readouterr().err
 
 
 def test_report_refuses_a_readme_without_the_block(results):
