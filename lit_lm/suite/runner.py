@@ -387,7 +387,8 @@ def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[s
         trainer, datamodule = cli.trainer, cli.datamodule
         metric = getattr(datamodule, "main_metric", None) or "acc"
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # the per-run test table: noise here
-            results = trainer.test(cli.model, datamodule=datamodule, ckpt_path="best", verbose=False)
+            results = trainer.test(cli.model, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                                   verbose=False)
     value = results[0].get(f"test/{metric}") if results else None
     if value is None:
         logged = sorted(results[0]) if results else []
@@ -409,6 +410,15 @@ def run_one(recipe: TaskRecipe, config: dict[str, Any], run_dir: Path) -> dict[s
     del cli, trainer, datamodule
     gc.collect()
     return record
+
+
+def _best_checkpoint(trainer: Any) -> str:
+    """The run's best validation checkpoint (LitLMCLI's ``best.ckpt``, by the task's main metric), named rather than
+    ``"best"``, which Lightning takes from the first ModelCheckpoint with a warning (``last.ckpt`` has its own)."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor and callback.best_model_path:
+            return callback.best_model_path
+    raise ConfigError("the run wrote no best validation checkpoint to test (no validation ran?)")
 
 
 def _duration(seconds: float) -> str:
