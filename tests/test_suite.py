@@ -313,3 +313,17 @@ def test_the_eta_weighs_each_task_by_its_own_cost():
     # sst2 has a measured run (100 s); squad none yet: its steps at the measured seconds per step
     assert suite_runner._eta(remaining, {"sst2": [100.0]}, 0.5, None) == 0.5 * squad.max_steps + 200.0
     assert suite_runner._eta(remaining, {}, 0.5, 10) == 15.0  # --max_steps: every run takes that many
+
+
+def test_a_run_is_tested_on_its_best_validation_checkpoint_not_last():
+    from types import SimpleNamespace
+
+    from lit_lm.errors import ConfigError
+    from lit_lm.suite.runner import _best_checkpoint
+
+    last = SimpleNamespace(monitor=None, best_model_path="run/checkpoints/last.ckpt")
+    best = SimpleNamespace(monitor="val/acc", best_model_path="run/checkpoints/best.ckpt")
+    assert _best_checkpoint(SimpleNamespace(checkpoint_callbacks=[last, best])) == "run/checkpoints/best.ckpt"
+    unwritten = SimpleNamespace(monitor="val/acc", best_model_path="")
+    with pytest.raises(ConfigError, match="no best validation checkpoint"):
+        _best_checkpoint(SimpleNamespace(checkpoint_callbacks=[last, unwritten]))
