@@ -380,17 +380,16 @@ def suite_recipes(suite: SuiteRun) -> dict[str, dict]:
     return {name: r.as_record() for name, r in book.items()}
 
 
-_DISPLAY_FIELDS = ("title", "metric", "formats")  # names in the table, not how a run trains
-
-
 def _recipe_change(record: dict, now: dict | None) -> str:
     """How today's recipe ``now`` differs from the one ``record`` ran with, in the fields that change such a run
-    (not the display names; ``decoder_model`` for a decoder only); "" if in none."""
+    (:func:`lit_lm.suite.recipes.run_fields` of the record's format); "" if in none."""
+    from lit_lm.suite.recipes import run_fields
+
     if now is None:
         return "the task is no longer in the recipes"
-    then = record["recipe"]
-    ignored = {*_DISPLAY_FIELDS, *(("decoder_model",) if record.get("format") != "decoder" else ())}
-    changed = sorted(k for k in then.keys() | now.keys() if k not in ignored and then.get(k) != now.get(k))
+    fmt = record.get("format", "encoder")
+    then, now = run_fields(record["recipe"], fmt), run_fields(now, fmt)
+    changed = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
     if not changed:
         return ""
     return "recipe changed since: " + ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in changed)

@@ -16,6 +16,7 @@ from lit_lm.config import TransformerConfig
 from lit_lm.errors import ConfigError
 from lit_lm.suite import RECIPES, RecordsFile, load_recipes, read_recipes, run_config, run_suite, table
 from lit_lm.suite import runner as suite_runner
+from lit_lm.suite.recipes import run_fields
 from lit_lm.suite.report import write_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -130,6 +131,24 @@ def test_the_two_arms_differ_only_in_the_initial_weights(tmp_path):
         assert (config["dropout"], config["attention_dropout"]) == (0.1, 0.0)
     with pytest.raises(ConfigError, match="may change only .* not \\['n_layer'\\]"):
         run_config(RECIPES["sst2"].replace(model={"config": {"n_layer": 2}}), "c.ckpt", arch, "scratch", 1, tmp_path)
+
+
+def test_run_fields_are_what_a_run_of_its_format_reads(tmp_path):
+    """A decoder-only field changes a GPT run and not a BERT one, the table's names change neither; the config
+    builder agrees (it reads the decoder's extra model args through the same rule)."""
+    base = RECIPES["sst2"]
+    no_lm = base.replace(decoder_model={"lm_loss_weight": 0.0})
+    renamed = base.replace(title="SST-2 (binary)", metric="acc", formats=("encoder",))
+    assert run_fields(no_lm.as_record(), "encoder") == run_fields(base.as_record(), "encoder")
+    assert run_fields(no_lm.as_record(), "decoder") != run_fields(base.as_record(), "decoder")
+    for fmt in ("encoder", "decoder"):
+        assert run_fields(renamed.as_record(), fmt) == run_fields(base.as_record(), fmt)
+    assert run_fields(base.replace(max_steps=7).as_record(), "encoder") != run_fields(base.as_record(), "encoder")
+    gpt = TransformerConfig.from_name("gpt-micro", vocab_size=1000, n_positions=64)
+    bert = TransformerConfig.from_name("bert-tiny", vocab_size=1000, n_positions=64)
+    model = {name: run_config(no_lm.replace(decoder_model={"lm_loss_weight": 0.3}), "c.ckpt", arch, "pretrained", 1,
+                              tmp_path)["model"]["init_args"] for name, arch in (("gpt", gpt), ("bert", bert))}
+    assert model["gpt"]["lm_loss_weight"] == 0.3 and "lm_loss_weight" not in model["bert"]
 
 
 def test_records_are_written_atomically(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from lit_lm.config import TransformerConfig
 from lit_lm.errors import ConfigError
 from lit_lm.tasks.pretrained import TUNABLE_FIELDS
 
-__all__ = ["DEFAULT_DATA_DIR", "RECIPES", "TaskRecipe", "load_recipes", "read_recipes", "run_config"]
+__all__ = ["DEFAULT_DATA_DIR", "RECIPES", "TaskRecipe", "load_recipes", "read_recipes", "run_config", "run_fields"]
 
 DEFAULT_DATA_DIR = "../shared/data"
 _CLASSIFY = "lit_lm.tasks.SequenceClassification"
@@ -87,6 +87,17 @@ class TaskRecipe:
         if "formats" in changes:
             changes["formats"] = tuple(changes["formats"])
         return dataclasses.replace(self, **changes)
+
+
+DISPLAY_FIELDS = ("title", "metric", "formats")  # how the table names a task, not how a run of it trains
+_FORMAT_ONLY = {"decoder_model": "decoder"}  # fields that one backbone kind alone reads
+
+
+def run_fields(recipe: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The fields of ``recipe`` (:meth:`TaskRecipe.as_record`) that shape a run of backbone kind ``fmt``
+    (``encoder``/``decoder``): not the table's names for it, nor a field only the other kind reads. Two recipes
+    with the same run fields train the same run; :func:`run_config` reads the format-only fields through it."""
+    return {k: v for k, v in recipe.items() if k not in DISPLAY_FIELDS and _FORMAT_ONLY.get(k, fmt) == fmt}
 
 
 def _nli(name: str, title: str, files: dict[str, Any]) -> TaskRecipe:
@@ -210,7 +221,7 @@ def run_config(
     steps = max_steps if max_steps is not None else recipe.max_steps
     model: dict[str, Any] = {
         **recipe.model,
-        **(recipe.decoder_model if fmt == "decoder" else {}),
+        **run_fields(recipe.as_record(), fmt).get("decoder_model", {}),
         "learning_rate": recipe.learning_rate,
         "warmup_steps": recipe.warmup_steps,
         "lr_schedule": "linear",
