@@ -337,7 +337,6 @@ def test_the_eta_weighs_each_task_by_its_own_cost():
 def test_a_run_is_tested_on_its_best_validation_checkpoint_not_last():
     from types import SimpleNamespace
 
-    from lit_lm.errors import ConfigError
     from lit_lm.suite.runner import _best_checkpoint
 
     last = SimpleNamespace(monitor=None, best_model_path="run/checkpoints/last.ckpt")

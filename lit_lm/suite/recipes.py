@@ -89,15 +89,20 @@ class TaskRecipe:
         return dataclasses.replace(self, **changes)
 
 
-DISPLAY_FIELDS = ("title", "metric", "formats")  # how the table names a task, not how a run of it trains
+_DISPLAY_FIELDS = ("title", "metric", "formats")  # how the table names a task, not how a run of it trains
 _FORMAT_ONLY = {"decoder_model": "decoder"}  # fields that one backbone kind alone reads
 
 
+def _reads(field_name: str, fmt: str) -> bool:
+    """Whether a run of backbone kind ``fmt`` (``encoder``/``decoder``) is shaped by the recipe field."""
+    return field_name not in _DISPLAY_FIELDS and _FORMAT_ONLY.get(field_name, fmt) == fmt
+
+
 def run_fields(recipe: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The fields of ``recipe`` (:meth:`TaskRecipe.as_record`) that shape a run of backbone kind ``fmt``
-    (``encoder``/``decoder``): not the table's names for it, nor a field only the other kind reads. Two recipes
-    with the same run fields train the same run; :func:`run_config` reads the format-only fields through it."""
-    return {k: v for k, v in recipe.items() if k not in DISPLAY_FIELDS and _FORMAT_ONLY.get(k, fmt) == fmt}
+    """The fields of ``recipe`` (:meth:`TaskRecipe.as_record`) that shape a run of backbone kind ``fmt``: not the
+    table's names for it, nor a field only the other kind reads. Two recipes with the same run fields train the
+    same run; :func:`run_config` applies the same rule."""
+    return {k: v for k, v in recipe.items() if _reads(k, fmt)}
 
 
 def _nli(name: str, title: str, files: dict[str, Any]) -> TaskRecipe:
@@ -221,7 +226,7 @@ def run_config(
     steps = max_steps if max_steps is not None else recipe.max_steps
     model: dict[str, Any] = {
         **recipe.model,
-        **run_fields(recipe.as_record(), fmt).get("decoder_model", {}),
+        **(recipe.decoder_model if _reads("decoder_model", fmt) else {}),
         "learning_rate": recipe.learning_rate,
         "warmup_steps": recipe.warmup_steps,
         "lr_schedule": "linear",
