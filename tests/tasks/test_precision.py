@@ -86,7 +86,8 @@ OBJECTIVES = {"causal_lm": _causal, "masked_lm": _masked, "classification": _cla
 
 
 def _losses(make_model, batch: dict, precision: str, accelerator: str = "cpu") -> list[float]:
-    """Train ``STEPS`` steps on ``batch`` from seed 0; the training losses."""
+    """Train ``STEPS`` steps on ``batch`` from seed 0, clipping gradients as every config does; the training
+    losses."""
     losses: list[float] = []
 
     class Record(L.Callback):
@@ -96,7 +97,7 @@ def _losses(make_model, batch: dict, precision: str, accelerator: str = "cpu") -
     L.seed_everything(0, verbose=False)
     model = make_model()
     trainer = L.Trainer(
-        max_steps=STEPS, precision=precision, accelerator=accelerator, devices=1, logger=False,
+        max_steps=STEPS, precision=precision, accelerator=accelerator, devices=1, logger=False, gradient_clip_val=1.0,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
     )  # fmt: skip
     trainer.fit(model, DataLoader(_Repeat(batch, STEPS), batch_size=None))
