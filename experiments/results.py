@@ -304,11 +304,14 @@ def save_record(record: dict, path: Path | None = None) -> None:
     path.write_text(json.dumps(records, indent=1) + "\n")
 
 
-def run_suite_piece(name: str, tasks: str | None, seeds: list[int] | None, record: bool) -> None:
+def run_suite_piece(
+    name: str, tasks: str | None, seeds: list[int] | None, record: bool, precision: str | None = None
+) -> None:
     """``python -m lit_lm suite`` for the table ``name`` (some tasks and seeds, or all): records in
     ``experiments/suite/NAME/<fingerprint>.json`` with ``record``, else in
     ``runs/suite/NAME/<fingerprint>/records.json`` (the fingerprint of the checkpoint's bytes: one pretrained again is
-    another checkpoint)."""
+    another checkpoint). ``precision`` pins the Trainer's (default: detected for the machine), e.g. ``32-true`` to
+    add runs to a table measured in fp32 from a CPU that would pick bf16."""
     suite = SUITE_BY_NAME.get(name)
     if suite is None:
         raise SystemExit(f"unknown suite {name!r}; known: {', '.join(SUITE_BY_NAME)}")
@@ -326,6 +329,8 @@ def run_suite_piece(name: str, tasks: str | None, seeds: list[int] | None, recor
         command += ["--tasks", tasks]
     if seeds:
         command += ["--seeds", ",".join(str(s) for s in seeds)]
+    if precision:
+        command += ["--precision", precision]
     if record:
         command += ["--records", str(suite.records(fingerprint).relative_to(ROOT))]
     print(f"\n=== suite {name}: {' '.join(command[1:])}", flush=True)
@@ -728,11 +733,12 @@ def main(argv: list[str] | None = None) -> None:
     p_suite.add_argument("--seeds", type=int, nargs="+", help=f"seeds (default {SEEDS})")
     p_suite.add_argument("--record", action="store_true", help="keep the records in experiments/suite/NAME/"
                          "<checkpoint fingerprint>.json (tracked: the README's source); default: under runs/suite/NAME")
+    p_suite.add_argument("--precision", help="the Trainer's precision, e.g. 32-true (default: detected for the CPU)")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.names, args.seeds, args.record)
     elif args.command == "suite":
-        run_suite_piece(args.name, args.tasks, args.seeds, args.record)
+        run_suite_piece(args.name, args.tasks, args.seeds, args.record, args.precision)
     else:
         report(args.record)
 
