@@ -345,3 +345,16 @@ def test_a_run_is_tested_on_its_best_validation_checkpoint_not_last():
     unwritten = SimpleNamespace(monitor="val/acc", best_model_path="")
     with pytest.raises(ConfigError, match="no best validation checkpoint"):
         _best_checkpoint(SimpleNamespace(checkpoint_callbacks=[last, unwritten]))
+
+
+@pytest.mark.parametrize(("flags", "bf16"), [({"avx2"}, False), ({"avx2", "avx512f", "avx512_bf16"}, True)])
+def test_a_record_s_machine_says_whether_the_cpu_has_native_bf16(monkeypatch, flags, bf16):
+    import torch
+
+    from lit_lm import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(hardware, "cpu_name", lambda: "AMD EPYC")
+    described = suite_runner.machine()
+    assert described.startswith(f"AMD EPYC ({torch.backends.cpu.get_cpu_capability()}")
+    assert ("native bf16" in described) == bf16

@@ -216,13 +216,16 @@ def _architecture(checkpoint: str) -> TransformerConfig:
 
 
 def machine(accelerator: str = "cpu") -> str:
-    """The CPU, and the GPU where the run used one."""
-    from lit_lm.hardware import cpu_name
+    """The CPU (with torch's vector capability and whether it has native bf16: one model name covers AVX2-only and
+    AVX512-BF16 parts), and the GPU where the run used one."""
+    import torch
 
-    cpu = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+    from lit_lm.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_name
+
+    bf16 = ", native bf16" if set(BF16_CPU_FLAGS) & set(cpu_flags()) else ""
+    capability = torch.backends.cpu.get_cpu_capability()
+    cpu = f"{cpu_name()} ({capability}{bf16}), {os.cpu_count()} cores, {platform.system()}"
     if accelerator in ("cuda", "gpu"):
-        import torch
-
         return f"{torch.cuda.get_device_name()} x {torch.cuda.device_count()} ({cpu})"
     return cpu
 
