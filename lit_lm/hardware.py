@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PrecisionChoice", "cpu_flags", "cpu_name", "detect_precision"]
+__all__ = ["PrecisionChoice", "cpu_flags", "cpu_name", "detect_precision", "native_bf16_flags"]
 
 #: CPU feature flags (``/proc/cpuinfo``) that give native bf16 matrix products.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -34,6 +34,12 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def native_bf16_flags() -> list[str]:
+    """The CPU's flags of :data:`BF16_CPU_FLAGS` (empty: bf16 would be emulated)."""
+    flags = cpu_flags()
+    return [f for f in BF16_CPU_FLAGS if f in flags]
 
 
 def _cpuinfo_lines() -> list[str]:
@@ -66,8 +72,7 @@ def detect_precision(accelerator: str = "auto") -> PrecisionChoice:
         return PrecisionChoice("16-mixed", f"{name} has no bf16")
     if accelerator not in ("auto", "cpu"):
         return PrecisionChoice("32-true", f"accelerator {accelerator!r}: no detection for it")
-    flags = cpu_flags()
-    found = [f for f in BF16_CPU_FLAGS if f in flags]
+    found = native_bf16_flags()
     capability = torch.backends.cpu.get_cpu_capability()
     if found:
         return PrecisionChoice("bf16-mixed", f"CPU {cpu_name()} has {'/'.join(found)} (torch: {capability})")

@@ -220,9 +220,9 @@ def machine(accelerator: str = "cpu") -> str:
     AVX512-BF16 parts), and the GPU where the run used one."""
     import torch
 
-    from lit_lm.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_name
+    from lit_lm.hardware import cpu_name, native_bf16_flags
 
-    bf16 = ", native bf16" if set(BF16_CPU_FLAGS) & set(cpu_flags()) else ""
+    bf16 = ", native bf16" if native_bf16_flags() else ""
     capability = torch.backends.cpu.get_cpu_capability()
     cpu = f"{cpu_name()} ({capability}{bf16}), {os.cpu_count()} cores, {platform.system()}"
     if accelerator in ("cuda", "gpu"):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from lit_lm import __version__
@@ -316,8 +317,9 @@ class LMTask(L.LightningModule):
         # the fused kernel: on CPUs too (3.3 ms against 11.7 ms a step for gpt-mini's 5.3M weights on 2 EPYC cores),
         # but not under mixed precision with gradient clipping: Lightning refuses to clip for an optimizer that
         # unscales its gradients itself (as fused AdamW says it does), even in bf16 where nothing is scaled
-        mixed = "mixed" in str(self.trainer.precision)
-        fused = self.device.type in ("cuda", "cpu") and not (mixed and (self.trainer.gradient_clip_val or 0) > 0)
+        refuses_clipping = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        clipping = (self.trainer.gradient_clip_val or 0) > 0
+        fused = self.device.type in ("cuda", "cpu") and not (refuses_clipping and clipping)
         optimizer = torch.optim.AdamW(
             self.parameter_groups(), lr=hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps, fused=fused
         )
