@@ -326,6 +326,39 @@ def test_a_failed_run_ends_only_itself_and_is_retried_by_the_next_invocation(pre
     assert "1 recorded in" in capsys.readouterr().out
 
 
+def test_a_suite_recorded_at_another_default_precision_is_not_resumed_in_this_one(pretrained, tiny_tasks, tmp_path,
+                                                                                  monkeypatch):
+    """Without --precision a run's config does not name it: records made where 32-true was detected (AVX2) must not
+    be taken as done where bf16-mixed is (and the rest run in bf16), nor the report hide a row that mixes them."""
+    from lit_lm import hardware
+
+    def fake_run(precision: str):
+        def run_one(recipe, config, run_dir):
+            return {"metric": "acc", "value": 0.5, "steps": 2, "wall_s": 1.0, "precision": precision}
+
+        return run_one
+
+    settings = dict(checkpoint=str(pretrained["gpt"]), tasks="sst2", max_steps=2, accelerator="cpu",
+                    recipes=str(tiny_tasks / "recipes.yaml"), report=False, out=str(tmp_path))  # fmt: skip
+    monkeypatch.setattr(hardware, "detect_precision", lambda accelerator: hardware.PrecisionChoice("32-true", "avx2"))
+    monkeypatch.setattr(suite_runner, "run_one", fake_run("32-true"))
+    run_suite(**settings, seeds="1")
+    monkeypatch.setattr(hardware, "detect_precision", lambda accelerator: hardware.PrecisionChoice("bf16-mixed", ""))
+    monkeypatch.setattr(suite_runner, "run_one", fake_run("bf16-mixed"))
+    assert len(run_suite(**settings, seeds="1")) == 1  # nothing to run: nothing mixed
+    with pytest.raises(ConfigError, match=r"1 recorded run\(s\) of this suite trained in 32-true, but this machine's "
+                                          r"default precision is bf16-mixed.*Pass --precision 32-true"):  # fmt: skip
+        run_suite(**settings, seeds="1,2")
+    assert len(RecordsFile(tmp_path / "records.json").load()) == 1  # refused before any run
+
+    other = run_suite(**settings, seeds="1,2", records=str(tmp_path / "bf16.json"))  # its own records: no mix
+    assert [r["precision"] for r in other] == ["bf16-mixed", "bf16-mixed"]
+    mixed = [{**r, "title": "SST-2", "metric_title": "accuracy"} for r in RecordsFile(tmp_path / "records.json").load()]
+    mixed.append({**mixed[0], "seed": 2, "precision": "bf16-mixed"})
+    assert "Mixed precision within a row: SST-2 (32-true, bf16-mixed)" in table(mixed)
+    assert "Mixed precision" not in table(other)
+
+
 def test_the_eta_weighs_each_task_by_its_own_cost():
     squad, sst2 = RECIPES["squad"], RECIPES["sst2"]
     remaining = [(squad,), (sst2,), (sst2,)]

@@ -77,6 +77,14 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if budget:
         notes.append(f"Budget: --max_steps {', '.join(str(b) for b in sorted(budget))} for every task (not the "
                      "recipes' budgets): a quick look, not a result.")  # fmt: skip
+    mixed = []
+    for task in tasks:
+        found = {str(r.get("precision")) for r in records if r["task"] == task}
+        if len(found) > 1:
+            mixed.append(f"{next(r.get('title', task) for r in records if r['task'] == task)} "
+                         f"({', '.join(sorted(found))})")  # fmt: skip
+    if mixed:
+        notes.append(f"Mixed precision within a row: {'; '.join(mixed)}; its runs did not train alike.")
     machines = sorted({r.get("machine", "?") for r in records})
     wall = sum(float(r.get("wall_s") or 0) for r in records)
     notes.append(f"{len(records)} runs, {wall / 60:.0f} min in all, on {'; '.join(machines)}; precision "

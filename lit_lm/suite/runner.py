@@ -209,6 +209,23 @@ def _check_configs(configs: list[tuple[str, dict[str, Any]]]) -> None:
         raise ConfigError(f"{len(problems)} run config(s) cannot run: " + "; ".join(problems))
 
 
+def _check_default_precision(store: RecordsFile, digests: set[str], accelerator: str) -> None:
+    """Refuse to go on with a suite recorded at another default precision: a run's config names its precision only
+    when one is given, so records made where the detected default was ``32-true`` (an AVX2 CPU) would otherwise be
+    taken as done on a machine that detects ``bf16-mixed``, and the runs still to do would mix precisions."""
+    from lit_lm.hardware import detect_precision
+
+    default = detect_precision(accelerator).precision
+    ours = [r for r in store.load() if r.get("config_digest") in digests]
+    other = sorted({str(r.get("precision")) for r in ours} - {default})
+    if other:
+        n = sum(str(r.get("precision")) in other for r in ours)
+        raise ConfigError(f"{store.path}: {n} recorded run(s) of this suite trained in {', '.join(other)}, but this "
+                          f"machine's default precision is {default}: the runs still to do would mix precisions. "
+                          f"Pass --precision {other[0]} to go on as recorded, or give a {default} suite its own --out "
+                          "(or --records)")  # fmt: skip
+
+
 def _architecture(checkpoint: str) -> TransformerConfig:
     from lit_lm.tasks.pretrained import load_pretrained
 
@@ -300,6 +317,8 @@ def run_suite(
         return any(run_key(r) == (task, arm, seed) and r.get("config_digest") == digest for r in store.load())
 
     todo = [run for run in runs if not recorded(run[0].name, run[1], run[2], run[5])]
+    if precision is None and todo:
+        _check_default_precision(store, {run[5] for run in runs}, accelerator)
     _check_configs([(recipe.name, config) for recipe, _, _, _, config, _ in todo])
     print(f"suite: {checkpoint} ({fmt}), {len(task_names)} task(s) x {len(seed_list)} seed(s) x {len(arms)} arm(s) "
           f"= {len(plan)} runs; {len(plan) - len(todo)} recorded in {store.path}, {len(todo)} to run", flush=True)

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
 from lit_lm import __version__
@@ -315,11 +316,9 @@ class LMTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         # the fused kernel: on CPUs too (3.3 ms against 11.7 ms a step for gpt-mini's 5.3M weights on 2 EPYC cores),
-        # but not under mixed precision with gradient clipping: Lightning refuses to clip for an optimizer that
-        # unscales its gradients itself (as fused AdamW says it does), even in bf16 where nothing is scaled
-        refuses_clipping = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        # but not where fp16 gradients are scaled and clipped: the fused step would unscale them only after clipping
         clipping = (self.trainer.gradient_clip_val or 0) > 0
-        fused = self.device.type in ("cuda", "cpu") and not (refuses_clipping and clipping)
+        fused = self.device.type in ("cuda", "cpu") and not (_grad_scaler(self.trainer) is not None and clipping)
         optimizer = torch.optim.AdamW(
             self.parameter_groups(), lr=hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps, fused=fused
         )
@@ -327,6 +326,22 @@ class LMTask(L.LightningModule):
         schedule = lr_lambda(hp.lr_schedule, hp.warmup_steps, total, hp.min_lr_ratio, time_budget_used(self.trainer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip as the Trainer says; under ``bf16-mixed`` also before a fused AdamW step, which Lightning's
+        MixedPrecision plugin refuses for any optimizer that could unscale its own gradients: bf16 scales none."""
+        plugin = self.trainer.precision_plugin
+        if isinstance(plugin, MixedPrecision) and plugin.scaler is None and gradient_clip_val:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)  # the base class: no refusal
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+def _grad_scaler(trainer: Any) -> Any:
+    """The fp16 GradScaler of ``trainer``'s precision plugin (``16-mixed``), or None."""
+    plugin = trainer.precision_plugin
+    return plugin.scaler if isinstance(plugin, MixedPrecision) else None
 
 
 def _check_same_tokenizer(data_tokenizer: Any, model_json: str | None, source: str) -> None:

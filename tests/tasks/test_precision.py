@@ -116,6 +116,34 @@ def test_bf16_mixed_on_cpu_matches_fp32(objective):
     assert fp32[-1] < fp32[0] and bf16[-1] < bf16[0]  # and both learn
 
 
+def test_bf16_mixed_clips_before_a_fused_adamw_step(monkeypatch):
+    """Lightning's MixedPrecision plugin refuses to clip for a fused optimizer; bf16 scales no gradient, so lit_lm
+    clips itself and keeps the fused step."""
+    make_model, batch = OBJECTIVES["causal_lm"]()
+    clip, norms, fused = 0.05, [], []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        total = real(parameters, max_norm, *args, **kwargs)
+        norms.append((float(total), float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])))))
+        return total
+
+    class Fused(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            fused.append(optimizer.defaults["fused"])
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(max_steps=STEPS, precision="bf16-mixed", accelerator="cpu", devices=1, logger=False,
+                        gradient_clip_val=clip, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Fused()])  # fmt: skip
+    trainer.fit(make_model(), DataLoader(_Repeat(batch, STEPS), batch_size=None))
+    assert fused == [True] * STEPS and len(norms) == STEPS
+    for before, after in norms:
+        assert before > clip and after == pytest.approx(clip, rel=1e-3)  # the clip bound and was applied
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="16-mixed (fp16 + GradScaler) needs a CUDA GPU")
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_16_mixed_on_gpu_matches_fp32(objective):
