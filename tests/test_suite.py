@@ -350,11 +350,17 @@ def test_a_suite_recorded_at_another_default_precision_is_not_resumed_in_this_on
                                           r"default precision is bf16-mixed.*Pass --precision 32-true"):  # fmt: skip
         run_suite(**settings, seeds="1,2")
     assert len(RecordsFile(tmp_path / "records.json").load()) == 1  # refused before any run
+    ran = []
+    monkeypatch.setattr(suite_runner, "run_one", lambda recipe, config, run_dir: ran.append(run_dir) or
+                        {"metric": "acc", "value": 0.5, "steps": 2, "wall_s": 1.0, "precision": "32-true"})  # fmt: skip
+    resumed = run_suite(**settings, seeds="1,2", precision="32")  # as the error says: seed 1 counts, seed 2 runs
+    assert [r.name for r in ran] == ["seed2"] and [r["precision"] for r in resumed] == ["32-true", "32-true"]
+    monkeypatch.setattr(suite_runner, "run_one", fake_run("bf16-mixed"))
 
     other = run_suite(**settings, seeds="1,2", records=str(tmp_path / "bf16.json"))  # its own records: no mix
     assert [r["precision"] for r in other] == ["bf16-mixed", "bf16-mixed"]
     mixed = [{**r, "title": "SST-2", "metric_title": "accuracy"} for r in RecordsFile(tmp_path / "records.json").load()]
-    mixed.append({**mixed[0], "seed": 2, "precision": "bf16-mixed"})
+    mixed.append({**mixed[0], "seed": 3, "precision": "bf16-mixed"})
     assert "Mixed precision within a row: SST-2 (32-true, bf16-mixed)" in table(mixed)
     assert "Mixed precision" not in table(other)
 

@@ -209,6 +209,17 @@ def _check_configs(configs: list[tuple[str, dict[str, Any]]]) -> None:
         raise ConfigError(f"{len(problems)} run config(s) cannot run: " + "; ".join(problems))
 
 
+def _unified_precision(precision: Any) -> str:
+    """Lightning's name for a precision setting: ``32`` -> ``32-true``, ``bf16`` -> ``bf16-mixed``, ``16`` ->
+    ``16-mixed`` (what a record's ``precision`` holds)."""
+    text = str(precision)
+    return {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(text, text)
+
+
+def _without_precision(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "trainer": {k: v for k, v in config["trainer"].items() if k != "precision"}}
+
+
 def _check_default_precision(store: RecordsFile, digests: set[str], accelerator: str) -> None:
     """Refuse to go on with a suite recorded at another default precision: a run's config names its precision only
     when one is given, so records made where the detected default was ``32-true`` (an AVX2 CPU) would otherwise be
@@ -312,9 +323,19 @@ def run_suite(
         run_dir = out_dir / "runs" / recipe.name / arm / f"seed{seed}"
         config = run_config(recipe, checkpoint, architecture, arm, seed, run_dir, data_dir, max_steps, trainer)
         runs.append((recipe, arm, seed, run_dir, config, config_digest(config)))
+    # a run recorded without --precision counts for the same run with --precision when it trained in that precision
+    # (its config names no precision: the machine's default chose it)
+    unpinned = {run[5]: config_digest(_without_precision(run[4])) for run in runs} if precision else {}
+
+    def same_run(record: dict[str, Any], digest: str) -> bool:
+        if record.get("config_digest") == digest:
+            return True
+        loose = unpinned.get(digest)
+        return loose is not None and record.get("config_digest") == loose and (
+            _unified_precision(record.get("precision")) == _unified_precision(precision))
 
     def recorded(task: str, arm: str, seed: int, digest: str) -> bool:
-        return any(run_key(r) == (task, arm, seed) and r.get("config_digest") == digest for r in store.load())
+        return any(run_key(r) == (task, arm, seed) and same_run(r, digest) for r in store.load())
 
     todo = [run for run in runs if not recorded(run[0].name, run[1], run[2], run[5])]
     if precision is None and todo:
