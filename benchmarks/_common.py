@@ -44,16 +44,20 @@ def record(table: str, results: Path, enabled: bool) -> None:
 
 def machine(device: object = None) -> str:
     """The machine a table was measured on: the GPU's name (``device`` a CUDA device, or None with a GPU present),
-    else the CPU's model, cores, torch's threads and CPU capability (AVX2 / AVX512: it decides whether bf16 is
-    fast)."""
+    else the CPU's model, cores, torch's threads, CPU capability (AVX2 / AVX512) and whether it has native bf16 (it
+    decides whether bf16 is fast)."""
     import os
 
     import torch
 
     from lit_lm.callbacks import cpu_name
+    from lit_lm.hardware import native_bf16_flags
 
     cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     if cuda:
         return torch.cuda.get_device_name()
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch CPU capability {capability}"
+    flags = native_bf16_flags()
+    bf16 = f"native bf16 ({'/'.join(flags)})" if flags else "no native bf16"
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch CPU capability "
+            f"{capability}, {bf16}")
