@@ -29,17 +29,6 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 SIDES = ("fused", "foreach")
 
 
-class _Repeat(torch.utils.data.Dataset):
-    def __init__(self, batch: dict, n: int) -> None:
-        self.batch, self.n = batch, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict:
-        return self.batch
-
-
 class _StepTimer(L.Callback):
     def __init__(self) -> None:
         self.step: list[float] = []
@@ -78,7 +67,7 @@ def _round(side: str, args: argparse.Namespace, batch: dict) -> _StepTimer:
     adamw = torch.optim.AdamW
     torch.optim.AdamW = _Unfused if side == "foreach" else adamw
     try:
-        trainer.fit(model, DataLoader(_Repeat(batch, args.steps), batch_size=None))
+        trainer.fit(model, DataLoader([batch] * args.steps, batch_size=None))
     finally:
         torch.optim.AdamW = adamw
     expected = side == "fused"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lightning.fabric.connector import _convert_precision_to_unified_args
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
@@ -29,10 +30,15 @@ __all__ = [
     "attached_trainer",
     "is_local_path",
     "rich_available",
+    "unified_precision",
 ]
 
 #: ``is_local_path(path)``: True for a plain or ``file://`` path, False for ``s3://`` and other fsspec protocols.
 is_local_path = _is_local_file_protocol
+
+#: ``unified_precision(precision)``: the name the Trainer gives a precision setting (``32`` -> ``"32-true"``,
+#: ``"bf16"`` -> ``"bf16-mixed"``; ``str(trainer.precision)``); ValueError for an unknown one.
+unified_precision = _convert_precision_to_unified_args
 
 
 def rich_available() -> bool:

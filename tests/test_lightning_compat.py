@@ -49,6 +49,10 @@ def test_imported_private_functions_behave_as_lit_lm_expects():
     assert not _lit.is_local_path("s3://bucket/x.ckpt"), (
         f"lightning {VERSION}: _is_local_file_protocol treats s3:// as local"
     )
+    assert [_lit.unified_precision(p) for p in (32, "32", "bf16", "bf16-mixed")] == ["32-true", "32-true",
+                                                                                  "bf16-mixed", "bf16-mixed"], (
+        f"lightning {VERSION}: _convert_precision_to_unified_args no longer gives the Trainer's precision names"
+    )
     assert isinstance(_lit.rich_available(), bool), (
         f"lightning {VERSION}: lightning.pytorch.utilities.imports._RICH_AVAILABLE is no longer a boolean flag"
     )

@@ -353,6 +353,8 @@ def test_a_suite_recorded_at_another_default_precision_is_not_resumed_in_this_on
     ran = []
     monkeypatch.setattr(suite_runner, "run_one", lambda recipe, config, run_dir: ran.append(run_dir) or
                         {"metric": "acc", "value": 0.5, "steps": 2, "wall_s": 1.0, "precision": "32-true"})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--precision: Precision 'fp33' is invalid"):
+        run_suite(**settings, seeds="1,2", precision="fp33")
     resumed = run_suite(**settings, seeds="1,2", precision="32")  # as the error says: seed 1 counts, seed 2 runs
     assert [r.name for r in ran] == ["seed2"] and [r["precision"] for r in resumed] == ["32-true", "32-true"]
     monkeypatch.setattr(suite_runner, "run_one", fake_run("bf16-mixed"))

@@ -51,8 +51,12 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if has_scratch:
         head += ["scratch", f"gap (paired; goal >= {GOAL_POINTS:g})"]
     rows = [head, ["---"] * 2 + ["---:"] * (len(head) - 2)]
+    mixed = []  # rows whose runs trained in more than one precision
     for task in tasks:
         first = next(r for r in records if r["task"] == task)
+        precisions = sorted({str(r.get("precision")) for r in records if r["task"] == task})
+        if len(precisions) > 1:
+            mixed.append(f"{first.get('title', task)} ({', '.join(precisions)})")
         pre, scr = _by(records, task, "pretrained"), _by(records, task, "scratch")
         row = [first.get("title", task), first.get("metric_title", first["metric"]), _summary(list(pre.values())),
                ", ".join(str(s) for s in sorted(set(pre) | set(scr)))]  # fmt: skip
@@ -77,12 +81,6 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if budget:
         notes.append(f"Budget: --max_steps {', '.join(str(b) for b in sorted(budget))} for every task (not the "
                      "recipes' budgets): a quick look, not a result.")  # fmt: skip
-    mixed = []
-    for task in tasks:
-        found = {str(r.get("precision")) for r in records if r["task"] == task}
-        if len(found) > 1:
-            mixed.append(f"{next(r.get('title', task) for r in records if r['task'] == task)} "
-                         f"({', '.join(sorted(found))})")  # fmt: skip
     if mixed:
         notes.append(f"Mixed precision within a row: {'; '.join(mixed)}; its runs did not train alike.")
     machines = sorted({r.get("machine", "?") for r in records})

@@ -209,11 +209,14 @@ def _check_configs(configs: list[tuple[str, dict[str, Any]]]) -> None:
         raise ConfigError(f"{len(problems)} run config(s) cannot run: " + "; ".join(problems))
 
 
-def _unified_precision(precision: Any) -> str:
-    """Lightning's name for a precision setting: ``32`` -> ``32-true``, ``bf16`` -> ``bf16-mixed``, ``16`` ->
-    ``16-mixed`` (what a record's ``precision`` holds)."""
-    text = str(precision)
-    return {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(text, text)
+def _pinned_precision(precision: str | None) -> str | None:
+    """``precision`` as the Trainer names it (what a record holds), or None; a ConfigError for an unknown one."""
+    from lit_lm._lightning import unified_precision
+
+    try:
+        return unified_precision(precision)
+    except ValueError as e:
+        raise ConfigError(f"--precision: {e}") from None
 
 
 def _without_precision(config: dict[str, Any]) -> dict[str, Any]:
@@ -326,13 +329,13 @@ def run_suite(
     # a run recorded without --precision counts for the same run with --precision when it trained in that precision
     # (its config names no precision: the machine's default chose it)
     unpinned = {run[5]: config_digest(_without_precision(run[4])) for run in runs} if precision else {}
+    pinned = _pinned_precision(precision)
 
     def same_run(record: dict[str, Any], digest: str) -> bool:
         if record.get("config_digest") == digest:
             return True
         loose = unpinned.get(digest)
-        return loose is not None and record.get("config_digest") == loose and (
-            _unified_precision(record.get("precision")) == _unified_precision(precision))
+        return loose is not None and record.get("config_digest") == loose and record.get("precision") == pinned
 
     def recorded(task: str, arm: str, seed: int, digest: str) -> bool:
         return any(run_key(r) == (task, arm, seed) and same_run(r, digest) for r in store.load())
