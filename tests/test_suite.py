@@ -170,13 +170,16 @@ def test_records_are_written_atomically(tmp_path, monkeypatch):
 def test_report_table_pairs_seeds_and_macro_averages():
     def rec(task, arm, seed, value):
         return {"task": task, "title": task.upper(), "arm": arm, "seed": seed, "value": value, "metric": "acc",
-                "metric_title": "accuracy", "wall_s": 1.0, "machine": "m", "precision": "32-true"}  # fmt: skip
+                "metric_title": "accuracy", "steps": 3000 if task == "b" else 600, "wall_s": 1.0, "machine": "m",
+                "precision": "32-true"}  # fmt: skip
 
     records = [rec("a", "pretrained", 1, 0.80), rec("a", "pretrained", 2, 0.84), rec("a", "scratch", 1, 0.70),
                rec("a", "scratch", 2, 0.76), rec("b", "pretrained", 1, 0.50), rec("b", "pretrained", 2, 0.52),
                rec("b", "scratch", 1, 0.51), rec("b", "scratch", 2, 0.51)]  # fmt: skip
     lines = table(records).splitlines()
     row_a = next(line for line in lines if line.startswith("| A |"))
+    assert row_a.startswith("| A | accuracy | 600 | 82.0 ± 2.8 | 1, 2 |")  # each row names its budget
+    assert next(line for line in lines if line.startswith("| B |")).startswith("| B | accuracy | 3,000 |")
     assert "82.0 ± 2.8" in row_a and "73.0 ± 4.2" in row_a and "9.0 ± 1.4 ✓" in row_a
     row_b = next(line for line in lines if line.startswith("| B |"))
     assert "0.0 ± 1.4 ✗" in row_b

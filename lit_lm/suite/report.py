@@ -3,6 +3,7 @@
 Every main metric is shown x 100 (accuracy, F1, Matthews and Pearson correlation alike, as GLUE does), as the mean ±
 the sample standard deviation over seeds; the gap is pretrained minus scratch paired by seed. The macro average is
 GLUE's score: the mean over tasks of each task's main metric, computed per seed (over the seeds every task has).
+Each row names its budget in optimizer steps, so a task trained longer or shorter than the others says so.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     """The Markdown table of ``records`` (:class:`~lit_lm.suite.runner.RecordsFile`)."""
     tasks = _tasks(records)
     has_scratch = any(r["arm"] == "scratch" for r in records)
-    head = ["task", "metric (x 100)", "pretrained", "seeds"]
+    head = ["task", "metric (x 100)", "steps", "pretrained", "seeds"]
     if has_scratch:
         head += ["scratch", f"gap (paired; goal >= {GOAL_POINTS:g})"]
     rows = [head, ["---"] * 2 + ["---:"] * (len(head) - 2)]
+    budgets = {t: sorted({r["steps"] for r in records if r["task"] == t and r.get("steps") is not None}) for t in tasks}
     mixed = []  # rows whose runs trained in more than one precision
     for task in tasks:
         first = next(r for r in records if r["task"] == task)
@@ -58,7 +60,8 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         if len(precisions) > 1:
             mixed.append(f"{first.get('title', task)} ({', '.join(precisions)})")
         pre, scr = _by(records, task, "pretrained"), _by(records, task, "scratch")
-        row = [first.get("title", task), first.get("metric_title", first["metric"]), _summary(list(pre.values())),
+        row = [first.get("title", task), first.get("metric_title", first["metric"]),
+               ", ".join(f"{s:,}" for s in budgets[task]), _summary(list(pre.values())),
                ", ".join(str(s) for s in sorted(set(pre) | set(scr)))]  # fmt: skip
         if has_scratch:
             gap = [pre[s] - scr[s] for s in sorted(set(pre) & set(scr))]
@@ -69,7 +72,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         pre_macro = _macro(records, tasks, "pretrained")
         scr_macro = _macro(records, tasks, "scratch") if has_scratch else {}
         common = sorted(set(pre_macro) | set(scr_macro))
-        row = ["**macro average**", "mean of the tasks", _summary(list(pre_macro.values())),
+        row = ["**macro average**", "mean of the tasks", "", _summary(list(pre_macro.values())),
                ", ".join(str(s) for s in common) or "none common"]  # fmt: skip
         if has_scratch:
             paired = [pre_macro[s] - scr_macro[s] for s in sorted(set(pre_macro) & set(scr_macro))]
