@@ -135,23 +135,25 @@ def test_report_writes_each_cross_task_table_into_the_suite_block(results):
     for arm, seed, value in (("pretrained", 1, 0.62), ("pretrained", 2, 0.60), ("scratch", 1, 0.55),
                              ("scratch", 2, 0.56)):  # fmt: skip
         store.add({"task": "sst2", "title": "SST-2", "arm": arm, "seed": seed, "metric": "acc", "value": value,
-                   "metric_title": "accuracy", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
-                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", "date": "2026-12-05"})  # fmt: skip
+                   "metric_title": "accuracy", "steps": 600, "wall_s": 90.0, "machine": "test CPU",
+                   "precision": "32-true", "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt",
+                   "date": "2026-12-05"})  # fmt: skip
     # a later session pretrained the checkpoint again (another fingerprint): its lone SST-2 run is not mixed in,
     # and its CoLA runs make their own row
     other = RecordsFile(suite.records("bbbb"))
     for task, title, value in (("sst2", "SST-2", 0.99), ("cola", "CoLA", 0.2)):
         other.add({"task": task, "title": title, "arm": "pretrained", "seed": 1, "metric": "mcc", "value": value,
-                   "metric_title": "Matthews corr.", "wall_s": 90.0, "machine": "test CPU", "precision": "32-true",
-                   "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt", "date": "2026-12-06"})  # fmt: skip
+                   "metric_title": "Matthews corr.", "steps": 600, "wall_s": 90.0, "machine": "test CPU",
+                   "precision": "32-true", "checkpoint": "runs/cpu/gpt_gutenberg/checkpoints/last.ckpt",
+                   "date": "2026-12-06"})  # fmt: skip
     results.README.write_text(f"{results.BEGIN}\n{results.END}\nmiddle\n{results.SUITE_BEGIN}\nold\n"
                               f"{results.SUITE_END}\nafter\n")  # fmt: skip
     results.report(record=True)
     text = results.README.read_text()
     block = text.split(results.SUITE_BEGIN)[1].split(results.SUITE_END)[0]
     assert "\nmiddle\n" in text and text.endswith("\nafter\n") and "old" not in block
-    assert "| SST-2 | accuracy | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block and "99.0" not in block
-    assert "| CoLA | Matthews corr. | 20.0 |" in block
+    assert "| SST-2 | accuracy | 600 | 61.0 ± 1.4 | 1, 2 | 55.5 ± 0.7 | 5.5 ± 2.1 ✓ |" in block and "99.0" not in block
+    assert "| CoLA | Matthews corr. | 600 | 20.0 |" in block
     assert "2 checkpoints, by fingerprint: `aaaa`: SST-2; `bbbb`: CoLA." in block
     assert "suite gpt_gutenberg`; recipes: the defaults with [`gutenberg_recipes.yaml`]" in block
     assert "| SST-2 |" in block.split("| CoLA |")[0]  # the recipes' order, whatever the files' names
