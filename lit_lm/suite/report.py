@@ -52,16 +52,16 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if has_scratch:
         head += ["scratch", f"gap (paired; goal >= {GOAL_POINTS:g})"]
     rows = [head, ["---"] * 2 + ["---:"] * (len(head) - 2)]
-    budgets = {t: sorted({r["steps"] for r in records if r["task"] == t and r.get("steps") is not None}) for t in tasks}
     mixed = []  # rows whose runs trained in more than one precision
     for task in tasks:
         first = next(r for r in records if r["task"] == task)
         precisions = sorted({str(r.get("precision")) for r in records if r["task"] == task})
+        steps = sorted({r["steps"] for r in records if r["task"] == task and r.get("steps") is not None})
         if len(precisions) > 1:
             mixed.append(f"{first.get('title', task)} ({', '.join(precisions)})")
         pre, scr = _by(records, task, "pretrained"), _by(records, task, "scratch")
         row = [first.get("title", task), first.get("metric_title", first["metric"]),
-               ", ".join(f"{s:,}" for s in budgets[task]), _summary(list(pre.values())),
+               ", ".join(f"{s:,}" for s in steps), _summary(list(pre.values())),
                ", ".join(str(s) for s in sorted(set(pre) | set(scr)))]  # fmt: skip
         if has_scratch:
             gap = [pre[s] - scr[s] for s in sorted(set(pre) & set(scr))]

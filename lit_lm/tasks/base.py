@@ -331,7 +331,7 @@ class LMTask(L.LightningModule):
         """Clip as the Trainer says; under ``bf16-mixed`` also before a fused AdamW step, which Lightning's
         MixedPrecision plugin refuses for any optimizer that could unscale its own gradients: bf16 scales none."""
         plugin = self.trainer.precision_plugin
-        if isinstance(plugin, MixedPrecision) and plugin.scaler is None and gradient_clip_val:
+        if isinstance(plugin, MixedPrecision) and _grad_scaler(self.trainer) is None and gradient_clip_val:
             algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
             Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)  # the base class: no refusal
             return
